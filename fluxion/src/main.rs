@@ -1,6 +1,94 @@
-//! fluxion-main: the FluxION add-on service (skeleton; the service lands with its own issue).
-fn main() {
-    if std::env::args().nth(1).as_deref() == Some("--version") {
-        println!("fluxion-main {} ({})", env!("CARGO_PKG_VERSION"), env!("FLUXION_TARGET"));
+//! fluxion-main: loads the configuration, then runs the web server until SIGTERM or SIGINT.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use fluxion::config::{Config, Sources};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Schedules a home battery against spot electricity prices through Home Assistant.
+#[derive(Parser, Debug)]
+#[command(name = "fluxion-main", version = fluxion::VERSION)]
+struct Cli {
+    /// Configuration file for local runs (TOML); environment variables override it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Add-on options written by the Supervisor; read only when present.
+    #[arg(long, value_name = "PATH", default_value = "/data/options.json")]
+    options: PathBuf,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // The Supervisor's log view shows escape codes verbatim: colour only for a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let sources = Sources {
+        toml: cli.config.as_deref(),
+        options_json: Some(&cli.options),
+    };
+    let config = match Config::load(&sources, std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fluxion-main: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fluxion-main: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    // As PID 1 the kernel gives us no default signal actions: without these handlers
+    // SIGTERM from `docker stop` would be ignored until SIGKILL.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let ip = config
+        .web
+        .bind
+        .parse()
+        .context("web.bind is not an IP address")?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.web.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", config.web.bind, config.web.port))?;
+    tracing::info!(version = fluxion::VERSION, addr = %listener.local_addr()?, "listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, fluxion::web::router()).with_graceful_shutdown({
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+        _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+    }
+    let _ = stop_tx.send(true);
+    // Open connections (e.g. a dashboard's event stream) would hold graceful shutdown
+    // forever; the Supervisor allows a few seconds, so cut them off after one.
+    if tokio::time::timeout(Duration::from_secs(1), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 1 s, closing them");
+    }
+    Ok(())
 }
