@@ -1,6 +1,8 @@
 //! FluxION library: the service's modules, shared by `fluxion-main`, the tests and the benches.
 
 pub mod config;
+pub mod plan;
+pub mod price;
 pub mod web;
 
 /// `fluxion-main --version` text after the name: version and the target it was built for.

@@ -1,0 +1,440 @@
+//! Spot prices: reads the attribute formats HA price integrations publish, expands hourly
+//! prices to 15-minute slots, applies grid fees and the fixed-price fallback.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::PricingConfig;
+
+pub const SLOT_MINUTES: i64 = 15;
+
+pub fn slot_len() -> Duration {
+    Duration::minutes(SLOT_MINUTES)
+}
+
+/// A price valid over `[start, end)`, per kWh, before fees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PricePoint {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub price: f64,
+}
+
+/// One 15-minute slot of the planning horizon, fees applied.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PriceSlot {
+    pub start: DateTime<Utc>,
+    pub buy: f64,
+    pub sell: f64,
+    /// The spot price before fees.
+    pub spot: f64,
+    /// True when the price came from the fixed fallback list.
+    pub fixed: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PriceError {
+    #[error(
+        "spot price entity {entity} has no price attributes: expected `forecast` (list of \
+         start/end/price), `today`/`tomorrow` (24 or 96 values) or ISO timestamp keys"
+    )]
+    NoPrices { entity: String },
+    #[error("spot price entity {entity}: {what}")]
+    Malformed { entity: String, what: String },
+}
+
+/// The slot containing `t`: quarter hours are aligned in every time zone HA supports.
+pub fn slot_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    let minute = t.minute() as i64 / SLOT_MINUTES * SLOT_MINUTES;
+    t.with_minute(minute as u32)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .expect("valid time")
+}
+
+/// Parses the price attributes of `entity`; `today` is the local date for `today`/`tomorrow`.
+pub fn parse_attributes(
+    entity: &str,
+    attrs: &Value,
+    tz: Tz,
+    today: NaiveDate,
+) -> Result<Vec<PricePoint>, PriceError> {
+    let malformed = |what: String| PriceError::Malformed {
+        entity: entity.into(),
+        what,
+    };
+    let Some(obj) = attrs.as_object() else {
+        return Err(PriceError::NoPrices {
+            entity: entity.into(),
+        });
+    };
+    let mut points = Vec::new();
+    // Lists of {start, end, price}: `forecast` (e.g. Tibber-like and custom templates),
+    // `raw_today`/`raw_tomorrow` (Nord Pool).
+    let mut found_list = false;
+    for key in ["forecast", "prices", "raw_today", "raw_tomorrow"] {
+        if let Some(list) = obj.get(key).and_then(Value::as_array) {
+            found_list = true;
+            for (i, item) in list.iter().enumerate() {
+                if let Some(p) =
+                    list_item(item).map_err(|e| malformed(format!("{key}[{i}]: {e}")))?
+                {
+                    points.push(p);
+                }
+            }
+        }
+    }
+    if !found_list {
+        for (key, date) in [("today", today), ("tomorrow", today + Duration::days(1))] {
+            match obj.get(key) {
+                Some(Value::Array(values)) if !values.is_empty() => {
+                    points.extend(
+                        day_values(values, tz, date)
+                            .map_err(|e| malformed(format!("{key}: {e}")))?,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    if points.is_empty() && !found_list {
+        points = timestamp_map(obj).map_err(malformed)?;
+    }
+    if points.is_empty() && !found_list {
+        return Err(PriceError::NoPrices {
+            entity: entity.into(),
+        });
+    }
+    points.sort_by_key(|p| p.start);
+    Ok(points)
+}
+
+fn parse_time(v: Option<&Value>) -> Result<Option<DateTime<Utc>>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| format!("time {s:?} is not ISO 8601 with an offset ({e})")),
+        Some(other) => Err(format!("time {other} is not a string")),
+    }
+}
+
+fn list_item(item: &Value) -> Result<Option<PricePoint>, String> {
+    let start = parse_time(item.get("start"))?.ok_or("missing `start`")?;
+    let end = parse_time(item.get("end"))?.unwrap_or(start + Duration::hours(1));
+    let price = ["price", "value", "price_per_kwh"]
+        .iter()
+        .find_map(|k| item.get(*k));
+    match price {
+        // A null price is a hole the integration has not filled yet.
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let price = v
+                .as_f64()
+                .ok_or_else(|| format!("price {v} is not a number"))?;
+            if end <= start {
+                return Err(format!("end {end} is not after start {start}"));
+            }
+            Ok(Some(PricePoint { start, end, price }))
+        }
+    }
+}
+
+/// A local day as N equal intervals: 24 hours or 96 quarter hours (23/25 and 92/100 on DST days).
+fn day_values(values: &[Value], tz: Tz, date: NaiveDate) -> Result<Vec<PricePoint>, String> {
+    let start = local_midnight(tz, date)?;
+    let end = local_midnight(tz, date + Duration::days(1))?;
+    let minutes = (end - start).num_minutes();
+    let n = values.len() as i64;
+    let len = if minutes % n == 0 { minutes / n } else { 0 };
+    if len != 60 && len != 15 {
+        return Err(format!(
+            "{n} values do not divide the {} hour local day into hours or quarter hours",
+            minutes / 60
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        if v.is_null() {
+            continue;
+        }
+        let price = v
+            .as_f64()
+            .ok_or_else(|| format!("value {i} ({v}) is not a number"))?;
+        let s = start + Duration::minutes(len * i as i64);
+        out.push(PricePoint {
+            start: s,
+            end: s + Duration::minutes(len),
+            price,
+        });
+    }
+    Ok(out)
+}
+
+fn local_midnight(tz: Tz, date: NaiveDate) -> Result<DateTime<Utc>, String> {
+    let naive = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("midnight of {date} does not exist in {tz}"))
+}
+
+/// Attributes keyed by ISO timestamps (e.g. Czech spot price integrations): each price lasts
+/// until the next timestamp; the last one as long as the shortest gap.
+fn timestamp_map(obj: &serde_json::Map<String, Value>) -> Result<Vec<PricePoint>, String> {
+    let mut entries = Vec::new();
+    for (k, v) in obj {
+        if let Ok(t) = DateTime::parse_from_rfc3339(k) {
+            let price = v
+                .as_f64()
+                .ok_or_else(|| format!("price at {k} ({v}) is not a number"))?;
+            entries.push((t.with_timezone(&Utc), price));
+        }
+    }
+    entries.sort_by_key(|e| e.0);
+    let gap = entries
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .min()
+        .unwrap_or(Duration::hours(1));
+    if gap != Duration::minutes(15) && gap != Duration::hours(1) && entries.len() > 1 {
+        return Err(format!(
+            "timestamps are {} minutes apart, expected 15 or 60",
+            gap.num_minutes()
+        ));
+    }
+    Ok(entries
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, price))| {
+            let end = entries
+                .get(i + 1)
+                .map(|e| e.0)
+                .filter(|&e| e - start <= gap)
+                .unwrap_or(start + gap);
+            PricePoint { start, end, price }
+        })
+        .collect())
+}
+
+/// Expands prices to 15-minute slots; a later point wins where two overlap.
+pub fn quarter_hours(points: &[PricePoint]) -> std::collections::BTreeMap<DateTime<Utc>, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in points {
+        let mut t = slot_start(p.start);
+        while t < p.end {
+            out.insert(t, p.price);
+            t += slot_len();
+        }
+    }
+    out
+}
+
+/// Fixed fallback prices for `date` (24 or 96 values over the local day).
+pub fn fixed_day(list: &[f64], tz: Tz, date: NaiveDate) -> Vec<PricePoint> {
+    let start = match local_midnight(tz, date) {
+        Ok(s) => s,
+        Err(_) => return Vec::new(),
+    };
+    let len = Duration::minutes(if list.len() == 24 { 60 } else { 15 });
+    // Local wall-clock index, so 17:00 always gets the 17:00 price, DST or not.
+    let mut out = Vec::new();
+    let end = local_midnight(tz, date + Duration::days(1)).unwrap_or(start + Duration::days(1));
+    let mut t = start;
+    while t < end {
+        let local = t.with_timezone(&tz);
+        let idx = if list.len() == 24 {
+            local.hour() as usize
+        } else {
+            (local.hour() * 4 + local.minute() / 15) as usize
+        };
+        out.push(PricePoint {
+            start: t,
+            end: t + len,
+            price: list[idx],
+        });
+        t += len;
+    }
+    out
+}
+
+/// The planning horizon from the slot containing `now`: spot prices first, fixed prices where
+/// the spot entity has none (and up to the end of tomorrow when a fixed list is configured).
+/// Stops at the first slot with no price, so the horizon is always contiguous; empty when the
+/// current slot has no price.
+pub fn horizon(
+    spot: &[PricePoint],
+    cfg: &PricingConfig,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Vec<PriceSlot> {
+    let spot = quarter_hours(spot);
+    let mut fixed_buy = std::collections::BTreeMap::new();
+    let mut fixed_sell = std::collections::BTreeMap::new();
+    if !cfg.fixed_buy_prices.is_empty() {
+        let today = now.with_timezone(&tz).date_naive();
+        let sell_list = if cfg.fixed_sell_prices.is_empty() {
+            &cfg.fixed_buy_prices
+        } else {
+            &cfg.fixed_sell_prices
+        };
+        for d in 0..2 {
+            let date = today + Duration::days(d);
+            fixed_buy.extend(quarter_hours(&fixed_day(&cfg.fixed_buy_prices, tz, date)));
+            fixed_sell.extend(quarter_hours(&fixed_day(sell_list, tz, date)));
+        }
+    }
+    let mut out = Vec::new();
+    let mut t = slot_start(now);
+    loop {
+        let slot = if let Some(&p) = spot.get(&t) {
+            PriceSlot {
+                start: t,
+                buy: p + cfg.grid_fee_buy,
+                sell: p - cfg.grid_fee_sell,
+                spot: p,
+                fixed: false,
+            }
+        } else if let (Some(&b), Some(&s)) = (fixed_buy.get(&t), fixed_sell.get(&t)) {
+            PriceSlot {
+                start: t,
+                buy: b + cfg.grid_fee_buy,
+                sell: s - cfg.grid_fee_sell,
+                spot: b,
+                fixed: true,
+            }
+        } else {
+            break;
+        };
+        out.push(slot);
+        t += slot_len();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TZ: Tz = chrono_tz::Europe::Prague;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 1, 15).unwrap()
+    }
+
+    #[test]
+    fn forecast_list_hourly_expands_to_four_slots() {
+        let attrs = json!({"forecast": [
+            {"start": "2025-01-15T10:00:00+01:00", "end": "2025-01-15T11:00:00+01:00", "price": 2.0},
+            {"start": "2025-01-15T11:00:00+01:00", "end": "2025-01-15T11:15:00+01:00", "price": 3.0},
+        ]});
+        let points = parse_attributes("sensor.p", &attrs, TZ, date()).unwrap();
+        let q = quarter_hours(&points);
+        assert_eq!(q.len(), 5);
+        assert_eq!(q[&at("2025-01-15T10:45:00+01:00")], 2.0);
+        assert_eq!(q[&at("2025-01-15T11:00:00+01:00")], 3.0);
+    }
+
+    #[test]
+    fn today_tomorrow_arrays_in_local_time() {
+        let today: Vec<f64> = (0..24).map(f64::from).collect();
+        let tomorrow: Vec<f64> = (0..96).map(|i| 100.0 + f64::from(i)).collect();
+        let attrs = json!({"today": today, "tomorrow": tomorrow});
+        let q = quarter_hours(&parse_attributes("sensor.p", &attrs, TZ, date()).unwrap());
+        assert_eq!(q.len(), 96 * 2);
+        // 17:30 local (UTC+1) is hour 17 today.
+        assert_eq!(q[&at("2025-01-15T17:30:00+01:00")], 17.0);
+        assert_eq!(q[&at("2025-01-16T00:15:00+01:00")], 101.0);
+    }
+
+    #[test]
+    fn dst_day_with_23_hours() {
+        let d = NaiveDate::from_ymd_opt(2025, 3, 30).unwrap();
+        let attrs = json!({"today": vec![1.0; 23]});
+        let points = parse_attributes("sensor.p", &attrs, TZ, d).unwrap();
+        assert_eq!(points.len(), 23);
+        let bad = json!({"today": vec![1.0; 24]});
+        assert!(parse_attributes("sensor.p", &bad, TZ, d).is_err());
+    }
+
+    #[test]
+    fn timestamp_map_attributes() {
+        let attrs = json!({
+            "unit_of_measurement": "CZK/kWh",
+            "2025-01-15T10:00:00+01:00": 1.5,
+            "2025-01-15T11:00:00+01:00": 2.5,
+        });
+        let q = quarter_hours(&parse_attributes("sensor.p", &attrs, TZ, date()).unwrap());
+        assert_eq!(q.len(), 8);
+        assert_eq!(q[&at("2025-01-15T11:45:00+01:00")], 2.5);
+    }
+
+    #[test]
+    fn errors_name_the_entity_and_the_problem() {
+        let e =
+            parse_attributes("sensor.p", &json!({"friendly_name": "x"}), TZ, date()).unwrap_err();
+        assert!(e.to_string().contains("sensor.p has no price attributes"));
+        let e =
+            parse_attributes("sensor.p", &json!({"today": [1.0, "x"]}), TZ, date()).unwrap_err();
+        assert!(e.to_string().contains("today"), "{e}");
+        let e = parse_attributes("sensor.p", &json!({"forecast": [{"price": 1}]}), TZ, date())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("forecast[0]: missing `start`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn horizon_applies_fees_and_stops_at_the_first_gap() {
+        let points = vec![
+            PricePoint {
+                start: at("2025-01-15T10:00:00Z"),
+                end: at("2025-01-15T11:00:00Z"),
+                price: 1.0,
+            },
+            PricePoint {
+                start: at("2025-01-15T12:00:00Z"),
+                end: at("2025-01-15T13:00:00Z"),
+                price: 1.0,
+            },
+        ];
+        let cfg = PricingConfig {
+            grid_fee_buy: 0.5,
+            grid_fee_sell: 0.1,
+            ..Default::default()
+        };
+        let h = horizon(&points, &cfg, TZ, at("2025-01-15T10:20:00Z"));
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0].start, at("2025-01-15T10:15:00Z"));
+        assert_eq!((h[0].buy, h[0].sell), (1.5, 0.9));
+        assert!(horizon(&points, &cfg, TZ, at("2025-01-15T11:05:00Z")).is_empty());
+    }
+
+    #[test]
+    fn fixed_prices_fill_missing_slots_to_the_end_of_tomorrow() {
+        let buy: Vec<f64> = (0..24).map(|h| f64::from(h) / 10.0).collect();
+        let cfg = PricingConfig {
+            fixed_buy_prices: buy,
+            ..Default::default()
+        };
+        let now = at("2025-01-15T22:50:00+01:00");
+        let points = vec![PricePoint {
+            start: at("2025-01-15T22:45:00+01:00"),
+            end: at("2025-01-15T23:00:00+01:00"),
+            price: 9.0,
+        }];
+        let h = horizon(&points, &cfg, TZ, now);
+        assert_eq!(h.len(), 1 + 4 + 96);
+        assert!(!h[0].fixed && h[0].buy == 9.0);
+        assert!(h[1].fixed && (h[1].buy - 2.3).abs() < 1e-12);
+        assert!((h.last().unwrap().buy - 2.3).abs() < 1e-12);
+    }
+}
