@@ -1,0 +1,21 @@
+//! `cargo xtask load <arch>`: build one image and load it into docker, else podman.
+use xshell::Shell;
+
+use super::image::build_images;
+use crate::epoch::Epoch;
+use crate::flags;
+use crate::publish::daemon;
+use crate::workspace::Workspace;
+
+impl flags::Load {
+    pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+        let epoch = Epoch::discover(sh)?;
+        let built = build_images(sh, ws, &[self.arch], self.build.builder, epoch)?;
+        let archive = &built[0].archive;
+        let (engine, names) = daemon::load(sh, archive)?;
+        for name in names {
+            println!("loaded {name} into {engine:?}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! FluxION's image pipeline as a library: build -> assemble -> publish, used by `main.rs`
+//! and by the integration tests in `xtask/tests/`.
+pub mod addon;
+pub mod atomic;
+pub mod build;
+pub mod commands;
+pub mod epoch;
+pub mod flags;
+pub mod image;
+pub mod publish;
+pub mod repro;
+pub mod workspace;
