@@ -1,6 +1,8 @@
 //! FluxION library: the service's modules, shared by `fluxion-main`, the tests and the benches.
 
 pub mod config;
+pub mod control;
+pub mod ha;
 pub mod plan;
 pub mod price;
 pub mod web;

@@ -1,10 +1,12 @@
-//! fluxion-main: loads the configuration, then runs the web server until SIGTERM or SIGINT.
+//! fluxion-main: loads the configuration, then runs the control loop and the web server until
+//! SIGTERM or SIGINT.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
 use fluxion::config::{Config, Sources};
+use fluxion::control::{Controller, Shared};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Schedules a home battery against spot electricity prices through Home Assistant.
@@ -69,14 +71,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}:{}", config.web.bind, config.web.port))?;
     tracing::info!(version = fluxion::VERSION, addr = %listener.local_addr()?, "listening");
+    if config.control.debug_mode {
+        tracing::info!("debug mode: computing and showing the plan, sending no commands");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, fluxion::web::router()).with_graceful_shutdown({
+    let shared = Shared::new(config.control.debug_mode);
+    let config = Arc::new(config);
+    let app = fluxion::web::router(shared.clone(), config.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown({
         let mut stop_rx = stop_rx.clone();
         async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }
     });
     let server = tokio::spawn(async move { server.await });
+    let control = tokio::spawn(Controller::new((*config).clone(), shared).run(stop_rx));
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
         _ = int.recv() => tracing::info!("SIGINT received, stopping"),
@@ -90,5 +100,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("connections still open after 1 s, closing them");
     }
+    // The loop returns at its next await point; a bound keeps a stuck read from holding exit.
+    let _ = tokio::time::timeout(Duration::from_millis(300), control).await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -60,3 +60,10 @@ pub fn problem(day: &str) -> Problem {
         terminal_value_per_kwh: None,
     }
 }
+
+/// The `attributes` of a price fixture, as the fake HA serves them.
+pub fn price_attributes(day: &str) -> Value {
+    let text = std::fs::read_to_string(fixture_path(&format!("prices/{day}.json"))).unwrap();
+    let state: Value = serde_json::from_str(&text).unwrap();
+    state["attributes"].clone()
+}

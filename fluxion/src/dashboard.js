@@ -1,0 +1,127 @@
+// FluxION dashboard: status cards and the price/plan chart on a canvas. Every URL is
+// relative so the page works under Home Assistant ingress.
+(function () {
+  'use strict';
+  var $ = function (id) { return document.getElementById(id); };
+  var COLORS = { ForceCharge: '#3a9d5d', ForceDischarge: '#e07b39', SelfUse: '#b8c0cc' };
+  var NAMES = { ForceCharge: 'Force charge', ForceDischarge: 'Force discharge', SelfUse: 'Self use' };
+  var timeZone;
+  var planAt = null;
+  var lastPlan = null;
+
+  function clock(iso) {
+    var opts = { hour: '2-digit', minute: '2-digit', hour12: false };
+    if (timeZone) { opts.timeZone = timeZone; }
+    try { return new Date(iso).toLocaleTimeString([], opts); } catch (e) { return iso; }
+  }
+
+  function showStatus(s) {
+    if (s.time_zone) { timeZone = s.time_zone; }
+    $('soc').textContent = s.soc == null ? '–' : s.soc.toFixed(1) + ' %';
+    $('mode').textContent = s.current_mode ? NAMES[s.current_mode] : 'unknown';
+    $('wanted').textContent = s.wanted_mode ? NAMES[s.wanted_mode] : '–';
+    $('debug').style.display = s.debug_mode ? 'block' : 'none';
+    var blocked = $('blocked');
+    blocked.style.display = s.blocked ? 'block' : 'none';
+    blocked.textContent = s.blocked ? 'Not following the plan: ' + s.blocked : '';
+    var list = $('changes');
+    list.innerHTML = '';
+    (s.next_changes.length ? s.next_changes : [null]).forEach(function (c) {
+      var li = document.createElement('li');
+      li.textContent = c ? clock(c.at) + ' → ' + NAMES[c.mode] : 'none planned';
+      list.appendChild(li);
+    });
+    if (s.plan_generated_at !== planAt) {
+      planAt = s.plan_generated_at;
+      loadPlan();
+    }
+  }
+
+  function loadPlan() {
+    fetch('api/plan').then(function (r) {
+      if (!r.ok) { return r.json().then(function (e) { throw new Error(e.error || r.status); }); }
+      return r.json();
+    }).then(function (plan) {
+      lastPlan = plan;
+      $('value').textContent = (plan.cash + plan.terminal_value).toFixed(2);
+      draw(plan);
+    }).catch(function (e) {
+      $('chart-note').textContent = String(e.message || e);
+      draw(null);
+    });
+  }
+
+  function draw(plan) {
+    var canvas = $('chart');
+    var ctx = canvas.getContext('2d');
+    var ratio = window.devicePixelRatio || 1;
+    var w = canvas.clientWidth || 800, h = canvas.clientHeight || 320;
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    if (!plan || !plan.slots.length) {
+      canvas.dataset.rendered = '0';
+      ctx.fillStyle = '#667';
+      ctx.fillText('No plan yet', 20, 30);
+      return;
+    }
+    var slots = plan.slots;
+    var left = 48, right = 40, top = 10, bottom = 28;
+    var pw = w - left - right, ph = h - top - bottom;
+    var lo = Math.min(0, Math.min.apply(null, slots.map(function (s) { return s.buy; })));
+    var hi = Math.max.apply(null, slots.map(function (s) { return s.buy; }));
+    if (hi - lo < 1e-9) { hi = lo + 1; }
+    var y = function (p) { return top + ph - (p - lo) / (hi - lo) * ph; };
+    var bw = pw / slots.length;
+    // Mode band along the bottom, price bars above it.
+    slots.forEach(function (s, i) {
+      ctx.fillStyle = COLORS[s.mode];
+      ctx.fillRect(left + i * bw, top + ph - 6, Math.max(bw - 0.5, 0.5), 6);
+      ctx.globalAlpha = 0.35;
+      ctx.fillRect(left + i * bw, Math.min(y(s.buy), y(0)), Math.max(bw - 0.5, 0.5), Math.abs(y(s.buy) - y(0)));
+      ctx.globalAlpha = 1;
+    });
+    ctx.strokeStyle = '#2a5db0';
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    slots.forEach(function (s, i) {
+      ctx.lineTo(left + i * bw, y(s.buy));
+      ctx.lineTo(left + (i + 1) * bw, y(s.buy));
+    });
+    ctx.stroke();
+    ctx.strokeStyle = '#8e44ad';
+    ctx.beginPath();
+    ctx.moveTo(left, top + ph - slots[0].soc_start / 100 * ph);
+    slots.forEach(function (s, i) { ctx.lineTo(left + (i + 1) * bw, top + ph - s.soc_end / 100 * ph); });
+    ctx.stroke();
+    // Axes: price on the left, SOC on the right, hours along the bottom.
+    ctx.fillStyle = '#445';
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.textAlign = 'right';
+    for (var k = 0; k <= 4; k++) {
+      var p = lo + (hi - lo) * k / 4;
+      ctx.fillText(p.toFixed(3), left - 4, y(p) + 4);
+    }
+    ctx.textAlign = 'left';
+    ctx.fillText('100 %', w - right + 4, top + 8);
+    ctx.fillText('0 %', w - right + 4, top + ph);
+    ctx.textAlign = 'center';
+    var every = Math.max(1, Math.round(slots.length / 12));
+    slots.forEach(function (s, i) {
+      if (i % every === 0) { ctx.fillText(clock(s.start), left + i * bw, h - 8); }
+    });
+    canvas.dataset.rendered = String(slots.length);
+    canvas.dataset.charge = String(slots.filter(function (s) { return s.mode === 'ForceCharge'; }).length);
+    $('chart-note').textContent = 'Plan from ' + clock(slots[0].start) + ', ' + slots.length + ' slots of 15 minutes.';
+  }
+
+  window.addEventListener('resize', function () { draw(lastPlan); });
+  fetch('api/status').then(function (r) { return r.json(); }).then(function (s) {
+    showStatus(s);
+    if (window.EventSource) {
+      var es = new EventSource('stream');
+      es.addEventListener('status', function (e) { showStatus(JSON.parse(e.data)); });
+    }
+  }).catch(function (e) { $('chart-note').textContent = 'status unavailable: ' + e; });
+})();

@@ -1,0 +1,354 @@
+//! Home Assistant REST client over plain HTTP/1.1 (hyper, no TLS): states, config and the
+//! `select.select_option` service, with timeouts, retries and errors that name what failed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper::{header, Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum HaError {
+    #[error(
+        "home assistant rejected the token (401 from {url}): check HA_TOKEN (a long-lived access \
+         token) or, as an add-on, that homeassistant_api is enabled"
+    )]
+    Unauthorized { url: String },
+    #[error(
+        "entity {entity} does not exist in home assistant (404 from {url}): check the entity id \
+         in the configuration"
+    )]
+    EntityNotFound { entity: String, url: String },
+    #[error("{url} was not found (404): check that HA_URL points at home assistant")]
+    NotFound { url: String },
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot reach home assistant at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("home assistant at {url} did not answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode { url: String, reason: String },
+    #[error(
+        "{url} uses https, but TLS is not built into fluxion-main: use an http:// URL or a \
+         TLS-terminating proxy"
+    )]
+    Tls { url: String },
+    #[error("home assistant url {url} is not usable: {reason}")]
+    BadUrl { url: String, reason: String },
+}
+
+impl HaError {
+    /// Worth another try: the network or HA itself, not our request.
+    fn transient(&self) -> bool {
+        match self {
+            HaError::Unreachable { .. } | HaError::Timeout { .. } => true,
+            HaError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// An entity state as `GET /api/states/<entity>` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityState {
+    pub entity_id: String,
+    pub state: String,
+    #[serde(default)]
+    pub attributes: Value,
+    #[serde(default)]
+    pub last_updated: Option<DateTime<Utc>>,
+    /// Set on every report, even an unchanged one (HA 2024.3+): the best freshness signal.
+    #[serde(default)]
+    pub last_reported: Option<DateTime<Utc>>,
+}
+
+impl EntityState {
+    /// When HA last heard from the entity.
+    pub fn seen_at(&self) -> Option<DateTime<Utc>> {
+        match (self.last_reported, self.last_updated) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The state as a number; `None` for `unknown`, `unavailable` and text.
+    pub fn number(&self) -> Option<f64> {
+        self.state
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HaClient {
+    /// e.g. `http://supervisor/core/api`, no trailing slash.
+    base: String,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+    token: String,
+    pub timeout: Duration,
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+impl HaClient {
+    /// `base` is the API root ending in `/api`; only `http://` is supported.
+    pub fn new(base: &str, token: &str) -> Result<HaClient, HaError> {
+        let base = base.trim_end_matches('/').to_string();
+        if base.starts_with("https://") {
+            return Err(HaError::Tls { url: base });
+        }
+        let bad = |reason: &str| HaError::BadUrl {
+            url: base.clone(),
+            reason: reason.into(),
+        };
+        let uri: Uri = base.parse().map_err(|_| bad("not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("must start with http://"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("has no host"))?.clone();
+        Ok(HaClient {
+            host: authority.host().trim_matches(['[', ']']).to_string(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.to_string(),
+            path: uri.path().trim_end_matches('/').to_string(),
+            base,
+            token: token.to_string(),
+            timeout: Duration::from_secs(10),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The HA time zone from `GET /api/config`.
+    pub async fn time_zone(&self) -> Result<String, HaError> {
+        let url = format!("{}/config", self.base);
+        let v = self.request(Method::GET, "/config", None, None).await?;
+        v.get("time_zone")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or(HaError::Decode {
+                url,
+                reason: "no time_zone in the config".into(),
+            })
+    }
+
+    pub async fn state(&self, entity: &str) -> Result<EntityState, HaError> {
+        let path = format!("/states/{entity}");
+        let v = self.request(Method::GET, &path, None, Some(entity)).await?;
+        serde_json::from_value(v).map_err(|e| HaError::Decode {
+            url: format!("{}{path}", self.base),
+            reason: format!("not an entity state: {e}"),
+        })
+    }
+
+    /// `select.select_option` on `entity`.
+    pub async fn select_option(&self, entity: &str, option: &str) -> Result<(), HaError> {
+        let body = serde_json::json!({ "entity_id": entity, "option": option });
+        self.request(
+            Method::POST,
+            "/services/select/select_option",
+            Some(body),
+            Some(entity),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One API call with retries and backoff on transient failures; `entity` makes 404s
+    /// name the entity.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        entity: Option<&str>,
+    ) -> Result<Value, HaError> {
+        let url = format!("{}{path}", self.base);
+        let mut delay = self.backoff;
+        let mut attempt = 1;
+        loop {
+            let result = tokio::time::timeout(self.timeout, self.once(&method, path, &body))
+                .await
+                .unwrap_or(Err(HaError::Timeout {
+                    url: url.clone(),
+                    secs: self.timeout.as_secs(),
+                }));
+            let result =
+                result.and_then(|(status, bytes)| self.interpret(&url, status, &bytes, entity));
+            match result {
+                Err(e) if e.transient() && attempt < self.attempts => {
+                    tracing::debug!(error = %e, attempt, "retrying home assistant request");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: &Option<Value>,
+    ) -> Result<(StatusCode, Bytes), HaError> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |reason: String| HaError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        // One connection per request: a call a minute does not need a pool, and no pooled
+        // connection can go stale across HA restarts.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let bytes = body
+            .as_ref()
+            .map(|b| Bytes::from(b.to_string()))
+            .unwrap_or_default();
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.path))
+            .header(header::HOST, &self.authority)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes))
+            .map_err(|e| HaError::BadUrl {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    fn interpret(
+        &self,
+        url: &str,
+        status: StatusCode,
+        bytes: &[u8],
+        entity: Option<&str>,
+    ) -> Result<Value, HaError> {
+        let url = url.to_string();
+        match status {
+            s if s.is_success() => {
+                if bytes.is_empty() {
+                    return Ok(Value::Null);
+                }
+                serde_json::from_slice(bytes).map_err(|e| HaError::Decode {
+                    url,
+                    reason: format!("not JSON: {e}"),
+                })
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(HaError::Unauthorized { url }),
+            StatusCode::NOT_FOUND => match entity {
+                Some(entity) => Err(HaError::EntityNotFound {
+                    entity: entity.into(),
+                    url,
+                }),
+                None => Err(HaError::NotFound { url }),
+            },
+            // HA answers 400 for a select option the entity does not offer.
+            s => Err(HaError::Status {
+                url,
+                status: s.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_is_refused_clearly() {
+        let e = HaClient::new("https://ha.local:8123/api", "t").unwrap_err();
+        assert!(
+            e.to_string().contains("TLS is not built into fluxion-main"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn url_parts() {
+        let c = HaClient::new("http://supervisor/core/api/", "t").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.path.as_str()),
+            ("supervisor", 80, "/core/api")
+        );
+        assert_eq!(c.base(), "http://supervisor/core/api");
+        let c = HaClient::new("http://127.0.0.1:8123/api", "t").unwrap();
+        assert_eq!((c.authority.as_str(), c.port), ("127.0.0.1:8123", 8123));
+        assert!(HaClient::new("ftp://x/api", "t").is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_names_the_url_after_retries() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = HaClient::new(&format!("http://127.0.0.1:{port}/api"), "t").unwrap();
+        c.backoff = Duration::from_millis(1);
+        let e = c.state("sensor.x").await.unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "cannot reach home assistant at http://127.0.0.1:{port}/api/states/sensor.x"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn freshness_prefers_last_reported() {
+        let s: EntityState = serde_json::from_value(serde_json::json!({
+            "entity_id": "sensor.a", "state": "55",
+            "last_updated": "2025-01-15T06:00:00+00:00",
+            "last_reported": "2025-01-15T06:59:00+00:00"
+        }))
+        .unwrap();
+        assert_eq!(
+            s.seen_at().unwrap().to_rfc3339(),
+            "2025-01-15T06:59:00+00:00"
+        );
+        assert_eq!(s.number(), Some(55.0));
+    }
+}
