@@ -152,6 +152,8 @@ pub struct Status {
 pub struct Shared {
     pub status: watch::Sender<Status>,
     pub history: Mutex<VecDeque<Telemetry>>,
+    /// Turns true on SIGTERM/SIGINT: the loop and open event streams end on it.
+    pub shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -162,6 +164,7 @@ impl Shared {
         });
         Arc::new(Shared {
             status,
+            shutdown: watch::channel(false).0,
             history: Mutex::new(VecDeque::new()),
         })
     }

@@ -9,8 +9,9 @@
   var planAt = null;
   var lastPlan = null;
 
-  function clock(iso) {
+  function clock(iso, withDay) {
     var opts = { hour: '2-digit', minute: '2-digit', hour12: false };
+    if (withDay) { opts.weekday = 'short'; }
     if (timeZone) { opts.timeZone = timeZone; }
     try { return new Date(iso).toLocaleTimeString([], opts); } catch (e) { return iso; }
   }
@@ -28,7 +29,7 @@
     list.innerHTML = '';
     (s.next_changes.length ? s.next_changes : [null]).forEach(function (c) {
       var li = document.createElement('li');
-      li.textContent = c ? clock(c.at) + ' → ' + NAMES[c.mode] : 'none planned';
+      li.textContent = c ? clock(c.at, true) + ' → ' + NAMES[c.mode] : 'none planned';
       list.appendChild(li);
     });
     if (s.plan_generated_at !== planAt) {

@@ -48,7 +48,10 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config));
+    // Dropping the runtime would wait for blocking work (a hung DNS lookup); stop is bounded.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fluxion-main: {e:#}");
@@ -74,8 +77,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.control.debug_mode {
         tracing::info!("debug mode: computing and showing the plan, sending no commands");
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = Shared::new(config.control.debug_mode);
+    let stop_rx = shared.shutdown.subscribe();
     let config = Arc::new(config);
     let app = fluxion::web::router(shared.clone(), config.clone())
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -86,14 +89,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     let server = tokio::spawn(async move { server.await });
-    let control = tokio::spawn(Controller::new((*config).clone(), shared).run(stop_rx));
+    let control = tokio::spawn(Controller::new((*config).clone(), shared.clone()).run(stop_rx));
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
         _ = int.recv() => tracing::info!("SIGINT received, stopping"),
     }
-    let _ = stop_tx.send(true);
-    // Open connections (e.g. a dashboard's event stream) would hold graceful shutdown
-    // forever; the Supervisor allows a few seconds, so cut them off after one.
+    shared.shutdown.send_replace(true);
+    // Event streams end on the shutdown signal; any other connection still open after a
+    // second is cut off, well within the Supervisor's stop timeout.
     if tokio::time::timeout(Duration::from_secs(1), server)
         .await
         .is_err()

@@ -131,16 +131,23 @@ async fn plan(State(app): State<App>) -> Response {
 }
 
 async fn stream(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let updates = WatchStream::new(app.shared.status.subscribe()).map(|status| {
-        Ok(Event::default()
-            .event("status")
-            .json_data(&status)
-            .unwrap_or_else(|_| {
-                Event::default()
-                    .event("error")
-                    .data("status not serialisable")
-            }))
-    });
+    let mut stop = app.shared.shutdown.subscribe();
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    // Ending the stream on shutdown lets graceful shutdown finish instead of waiting on it.
+    let updates = WatchStream::new(app.shared.status.subscribe())
+        .take_until(stopping)
+        .map(|status| {
+            Ok(Event::default()
+                .event("status")
+                .json_data(&status)
+                .unwrap_or_else(|_| {
+                    Event::default()
+                        .event("error")
+                        .data("status not serialisable")
+                }))
+        });
     Sse::new(updates).keep_alive(KeepAlive::default())
 }
 

@@ -101,3 +101,77 @@ fn sigterm_stops_cleanly_within_two_seconds() {
 fn sigint_stops_cleanly_within_two_seconds() {
     stops_on(nix::sys::signal::Signal::SIGINT);
 }
+
+#[test]
+fn controls_the_fake_ha_and_stops_on_sigterm_with_a_stream_open() {
+    use support::fake_ha::{FakeHa, TOKEN};
+    use support::process::http_stream_first_event;
+    let ha = FakeHa::start();
+    let now = chrono::Utc::now();
+    ha.set(
+        "sensor.current_spot_electricity_price",
+        "0.01",
+        Some(support::charge_now_prices(now, 4, 92)),
+        now,
+    );
+    ha.set("sensor.solax_battery_capacity", "40", None, now);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", ha.addr);
+    let mut service = Service::start(
+        dir.path(),
+        &[
+            ("HA_URL", &url),
+            ("HA_TOKEN", TOKEN),
+            ("FLUXION_CONTROL_DEBUG_MODE", "false"),
+            ("FLUXION_CONTROL_UPDATE_INTERVAL_S", "5"),
+        ],
+    );
+    service
+        .wait_for_log("option=\"Manual Mode\"", Duration::from_secs(30))
+        .expect("fluxion-main never switched to Manual Mode");
+    let calls: Vec<_> = ha
+        .calls()
+        .into_iter()
+        .map(|c| (c.data["entity_id"].clone(), c.data["option"].clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                serde_json::json!("select.solax_manual_mode_select"),
+                serde_json::json!("Force Charge")
+            ),
+            (
+                serde_json::json!("select.solax_charger_use_mode"),
+                serde_json::json!("Manual Mode")
+            ),
+        ]
+    );
+    // The status is published right after the writes; wait for it before streaming.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !http_get(service.addr, "/api/status")
+        .unwrap()
+        .contains("\"wanted_mode\":\"ForceCharge\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the plan's mode"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A dashboard's open event stream must not hold up shutdown.
+    let (event, _stream) = http_stream_first_event(service.addr, "/stream").unwrap();
+    assert!(event.contains("event: status"), "{event}");
+    assert!(event.contains("\"wanted_mode\":\"ForceCharge\""), "{event}");
+    let sent = Instant::now();
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = service
+        .wait(Duration::from_secs(10))
+        .expect("fluxion-main did not exit");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        sent.elapsed()
+    );
+}

@@ -123,3 +123,38 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     stream.read_to_string(&mut out)?;
     Ok(out)
 }
+
+/// Opens a server-sent event stream and returns the text up to the end of the first event,
+/// with the still-open connection (the caller decides when it closes).
+pub fn http_stream_first_event(
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<(String, TcpStream)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        // Headers end, then an event ends with a blank line.
+        if let Some(body) = text.split("\r\n\r\n").nth(1) {
+            if body.contains("\n\n") {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    Ok((String::from_utf8_lossy(&out).into_owned(), stream))
+}
