@@ -11,10 +11,9 @@ impl flags::Load {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         let epoch = Epoch::discover(sh)?;
         let built = build_images(sh, ws, &[self.arch], self.build.builder, epoch)?;
-        let archive = &built[0].archive;
-        let (engine, names) = daemon::load(sh, archive)?;
+        let (engine, names) = daemon::load(sh, &built[0].archive)?;
         for name in names {
-            println!("loaded {name} into {engine:?}");
+            println!("loaded {name} ({}) into {engine:?}", built[0].image.id());
         }
         Ok(())
     }

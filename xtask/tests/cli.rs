@@ -1,0 +1,256 @@
+//! The command line on bad input (clear error, non-zero exit, nothing written) and the `cross`
+//! backend, driven through a shim `cross` on PATH in a scratch workspace.
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{output, xtask_bin};
+
+const CONFIG: &str = "name: FluxION\nversion: \"0.9.0\"\nslug: fluxion\ndescription: test\n\
+                      url: https://example.invalid\narch: [aarch64, amd64]\ninit: false\n";
+
+/// A minimal workspace with a `fluxion` package and an add-on manifest.
+fn scratch(crate_version: &str, config_yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |rel: &str, text: &str| {
+        let p = d.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nresolver = \"2\"\nmembers = [\"fluxion\"]\n",
+    );
+    write(
+        "fluxion/Cargo.toml",
+        &format!(
+            "[package]\nname = \"fluxion\"\nversion = \"{crate_version}\"\nedition = \"2021\"\n\n\
+             [[bin]]\nname = \"fluxion-main\"\npath = \"src/main.rs\"\n"
+        ),
+    );
+    write("fluxion/src/main.rs", "fn main() {}\n");
+    write("addon/config.yaml", config_yaml);
+    dir
+}
+
+fn xtask(ws: &Path, args: &[&str]) -> Output {
+    output(
+        Command::new(xtask_bin())
+            .args(args)
+            .current_dir(ws)
+            .env_remove("CARGO_TARGET_DIR"),
+    )
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_failed_and_wrote_nothing(o: &Output, ws: &Path, needles: &[&str]) {
+    assert!(
+        !o.status.success(),
+        "expected failure; stderr:\n{}",
+        stderr(o)
+    );
+    let err = stderr(o);
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+    assert!(
+        !ws.join("target/images").exists(),
+        "an image dir was written"
+    );
+    assert!(!ws.join("result-amd64").exists() && !ws.join("result-aarch64").exists());
+}
+
+#[test]
+fn unknown_arch_is_rejected() {
+    let ws = scratch("0.9.0", CONFIG);
+    let o = xtask(ws.path(), &["image", "--arch", "riscv64"]);
+    assert_failed_and_wrote_nothing(&o, ws.path(), &["riscv64", "amd64", "aarch64", "all"]);
+    assert_eq!(o.status.code(), Some(2), "clap's usage error code");
+}
+
+#[test]
+fn malformed_addon_config_is_rejected() {
+    let ws = scratch("0.9.0", "name: FluxION\nversion: [unclosed\n");
+    let o = xtask(ws.path(), &["image", "--arch", "amd64"]);
+    assert_failed_and_wrote_nothing(
+        &o,
+        ws.path(),
+        &["config.yaml", "not a valid add-on manifest"],
+    );
+
+    let ws = scratch("0.9.0", &CONFIG.replace("[aarch64, amd64]", "[armv7]"));
+    let o = xtask(ws.path(), &["image", "--arch", "amd64"]);
+    assert_failed_and_wrote_nothing(&o, ws.path(), &["armv7", "not supported"]);
+
+    let ws = scratch("0.9.0", &CONFIG.replace("[aarch64, amd64]", "[amd64]"));
+    let o = xtask(ws.path(), &["image", "--arch", "aarch64"]);
+    assert_failed_and_wrote_nothing(&o, ws.path(), &["does not list arch aarch64"]);
+}
+
+#[test]
+fn version_mismatch_names_both_versions() {
+    let ws = scratch("0.9.1", CONFIG);
+    let o = xtask(ws.path(), &["image", "--arch", "all"]);
+    assert_failed_and_wrote_nothing(
+        &o,
+        ws.path(),
+        &["version mismatch", "\"0.9.0\"", "\"0.9.1\""],
+    );
+}
+
+#[test]
+fn bad_source_date_epoch_is_rejected() {
+    let ws = scratch("0.9.0", CONFIG);
+    let o = output(
+        Command::new(xtask_bin())
+            .args(["image", "--arch", "amd64"])
+            .current_dir(ws.path())
+            .env("SOURCE_DATE_EPOCH", "last tuesday"),
+    );
+    assert_failed_and_wrote_nothing(&o, ws.path(), &["SOURCE_DATE_EPOCH"]);
+}
+
+/// A `cross` that records its arguments and "builds" by copying a given binary per target.
+fn shim_dir(log: &Path, bins: &[(&str, PathBuf)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut script = String::from("#!/bin/bash\nset -eu\n");
+    script += &format!("printf '%s\\n' \"$*\" >> '{}'\n", log.display());
+    script += &format!(
+        "printf 'rustflags %s\\n' \"${{CARGO_ENCODED_RUSTFLAGS//$'\\x1f'/ }}\" >> '{}'\n",
+        log.display()
+    );
+    script += "target=''; prev=''\nfor a in \"$@\"; do [ \"$prev\" = --target ] && target=$a; prev=$a; done\n";
+    script += "mkdir -p \"target/$target/release\"\ncase \"$target\" in\n";
+    for (t, bin) in bins {
+        script += &format!(
+            "  {t}) cp '{}' \"target/$target/release/fluxion-main\" ;;\n",
+            bin.display()
+        );
+    }
+    script += "  *) echo \"shim: unexpected target $target\" >&2; exit 1 ;;\nesac\n";
+    let path = dir.path().join("cross");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// The real fluxion-main binaries of the workspace (built by `image` in the real workspace).
+fn real_binaries() -> (PathBuf, PathBuf) {
+    support::images();
+    let sh = xshell::Shell::new().unwrap();
+    sh.change_dir(support::workspace_root());
+    let ws = xtask::workspace::Workspace::discover(&sh).unwrap();
+    let bin = |t: &str| ws.target_dir.join(t).join("release/fluxion-main");
+    (
+        bin("x86_64-unknown-linux-musl"),
+        bin("aarch64-unknown-linux-musl"),
+    )
+}
+
+fn with_shim(ws: &Path, shim: &Path, args: &[&str]) -> Output {
+    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap());
+    output(
+        Command::new(xtask_bin())
+            .args(args)
+            .current_dir(ws)
+            .env_remove("CARGO_TARGET_DIR")
+            .env("PATH", path),
+    )
+}
+
+#[test]
+fn cross_backend_runs_cross_and_packages_its_artifacts() {
+    let (amd64, aarch64) = real_binaries();
+    let ws = scratch("0.9.0", CONFIG);
+    let log = ws.path().join("cross.log");
+    let shim = shim_dir(
+        &log,
+        &[
+            ("x86_64-unknown-linux-musl", amd64),
+            ("aarch64-unknown-linux-musl", aarch64),
+        ],
+    );
+    // No Cross.toml: auto means cargo; ask for cross explicitly.
+    let o = with_shim(
+        ws.path(),
+        shim.path(),
+        &["image", "--arch", "all", "--builder", "cross", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for t in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+        let want =
+            format!("build --release --locked --package fluxion --bin fluxion-main --target {t}");
+        assert!(
+            calls.lines().any(|l| l == want),
+            "cross was not called with {want:?}:\n{calls}"
+        );
+    }
+    let root = ws.path().canonicalize().unwrap();
+    assert!(
+        calls.contains(&format!("--remap-path-prefix={}=/fluxion", root.display())),
+        "cross got no path remapping:\n{calls}"
+    );
+    let rows: Vec<support::Row> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(ws.path().join(&r.archive).is_file(), "{}", r.archive);
+    }
+    // A Cross.toml makes `auto` pick cross.
+    std::fs::write(ws.path().join("Cross.toml"), "[build]\n").unwrap();
+    std::fs::remove_file(&log).unwrap();
+    let o = with_shim(ws.path(), shim.path(), &["image", "--arch", "amd64"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("--target x86_64-unknown-linux-musl"));
+}
+
+#[test]
+fn binary_of_the_wrong_architecture_is_refused() {
+    let (amd64, _) = real_binaries();
+    let ws = scratch("0.9.0", CONFIG);
+    let log = ws.path().join("cross.log");
+    // The shim "builds" the aarch64 target by handing back the x86_64 binary.
+    let shim = shim_dir(&log, &[("aarch64-unknown-linux-musl", amd64)]);
+    let o = with_shim(
+        ws.path(),
+        shim.path(),
+        &["image", "--arch", "aarch64", "--builder", "cross"],
+    );
+    assert_failed_and_wrote_nothing(
+        &o,
+        ws.path(),
+        &[
+            "refusing to package",
+            "aarch64-unknown-linux-musl/release/fluxion-main",
+            "wrong architecture",
+        ],
+    );
+}
+
+#[test]
+fn missing_cross_is_a_clear_error() {
+    let ws = scratch("0.9.0", CONFIG);
+    let empty = tempfile::tempdir().unwrap();
+    // PATH with only cargo's directory, so `cross` cannot be found.
+    let cargo = support::tool("cargo").unwrap();
+    let path = format!(
+        "{}:{}",
+        empty.path().display(),
+        cargo.parent().unwrap().display()
+    );
+    let o = output(
+        Command::new(xtask_bin())
+            .args(["image", "--arch", "amd64", "--builder", "cross"])
+            .current_dir(ws.path())
+            .env("PATH", path),
+    );
+    assert_failed_and_wrote_nothing(&o, ws.path(), &["needs `cross` on PATH"]);
+}

@@ -1,0 +1,269 @@
+//! The images as real tools see them: skopeo, a private dockerd, podman, qemu, and the OCI
+//! image-spec schemas. Each test skips locally when its tool is missing and fails in CI.
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{image, run_ok, tool};
+
+fn expected(arch: &str) -> (&'static str, Option<&'static str>) {
+    match arch {
+        "amd64" => ("amd64", None),
+        "aarch64" => ("arm64", Some("v8")),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn skopeo_sees_labels_architecture_and_os() {
+    let Some(skopeo) = tool("skopeo") else { return };
+    let version = support::addon_version();
+    for arch in ["amd64", "aarch64"] {
+        let row = image(arch);
+        let src = format!("docker-archive:{}", row.archive_path().display());
+        let inspect: Value =
+            serde_json::from_str(&run_ok(Command::new(&skopeo).args(["inspect", &src]))).unwrap();
+        let config: Value = serde_json::from_str(&run_ok(
+            Command::new(&skopeo).args(["inspect", "--config", &src]),
+        ))
+        .unwrap();
+        let (oci_arch, variant) = expected(arch);
+        assert_eq!(inspect["Architecture"], oci_arch, "{arch}: {inspect}");
+        assert_eq!(inspect["Os"], "linux");
+        assert_eq!(config["architecture"], oci_arch);
+        assert_eq!(config["os"], "linux");
+        assert_eq!(config["variant"].as_str(), variant);
+        let labels = &config["config"]["Labels"];
+        assert_eq!(labels, &inspect["Labels"]);
+        assert_eq!(labels["io.hass.version"], version.as_str());
+        assert_eq!(labels["io.hass.arch"], arch);
+        assert_eq!(labels["io.hass.type"], "addon");
+        for key in ["io.hass.name", "io.hass.description", "io.hass.url"] {
+            assert!(
+                labels[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{arch}: {key}"
+            );
+        }
+        for key in ["version", "created", "source", "title", "description"] {
+            let k = format!("org.opencontainers.image.{key}");
+            assert!(
+                labels[&k].as_str().is_some_and(|v| !v.is_empty()),
+                "{arch}: {k}"
+            );
+        }
+        assert_eq!(
+            config["config"]["Cmd"],
+            serde_json::json!(["/bin/fluxion-main"])
+        );
+        assert_eq!(
+            config["config"]["Env"],
+            serde_json::json!(["PATH=/bin:/usr/bin"])
+        );
+        assert!(config["config"]["ExposedPorts"]["8099/tcp"].is_object());
+        // The image ID is the config digest: skopeo's digest of the config blob agrees.
+        let raw_config = run_ok(Command::new(&skopeo).args(["inspect", "--config", "--raw", &src]));
+        assert_eq!(
+            xtask::image::hash::sha256(raw_config.as_bytes()),
+            row.image_id
+        );
+    }
+}
+
+#[test]
+fn manifest_and_config_validate_against_the_oci_schemas() {
+    for arch in ["amd64", "aarch64"] {
+        let row = image(arch);
+        let blobs = support::workspace_root().join("target/images/blobs/sha256");
+        let read = |digest: &str| -> Value {
+            let bytes = std::fs::read(blobs.join(digest.trim_start_matches("sha256:"))).unwrap();
+            assert_eq!(
+                xtask::image::hash::sha256(&bytes),
+                digest,
+                "blob content matches its name"
+            );
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let manifest = read(&row.manifest_digest);
+        let config = read(&row.image_id);
+        assert_eq!(manifest["config"]["digest"], row.image_id.as_str());
+        for (schema, doc) in [
+            ("image-manifest-schema.json", &manifest),
+            ("config-schema.json", &config),
+        ] {
+            let Some(result) = support::schema::validate_oci(schema, doc) else {
+                return;
+            };
+            if let Err(errors) = result {
+                panic!(
+                    "{arch}: {schema} rejects our document:\n{}\n{doc:#}",
+                    errors.join("\n")
+                );
+            }
+        }
+        // The schema would accept a config without a platform; Supervisor would not.
+        let (oci_arch, variant) = expected(arch);
+        assert_eq!(config["architecture"], oci_arch);
+        assert_eq!(config["variant"].as_str(), variant);
+    }
+}
+
+#[test]
+fn docker_loads_and_runs_both_images() {
+    let Some(dockerd) = support::dockerd::Dockerd::start(&[]) else {
+        return;
+    };
+    let version = support::addon_version();
+    // `cargo xtask load` honours DOCKER_HOST and reports the loaded name.
+    for arch in ["amd64", "aarch64"] {
+        let out = run_ok(
+            Command::new(support::xtask_bin())
+                .args(["load", arch])
+                .env("DOCKER_HOST", &dockerd.host)
+                .current_dir(support::workspace_root()),
+        );
+        // "loaded fluxion-ha:<arch> (sha256:<config digest>) into Docker"
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("loaded fluxion-ha:{arch} (")))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.ends_with(") into Docker"), "{out}");
+        let ours = line.split(['(', ')']).nth(1).unwrap();
+        let id = run_ok(dockerd.docker().args([
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("fluxion-ha:{arch}"),
+        ]));
+        assert_eq!(id.trim(), ours, "docker's image ID is our config digest");
+    }
+    let out = run_ok(dockerd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "fluxion-ha:amd64",
+        "/bin/fluxion-main",
+        "--version",
+    ]));
+    assert!(
+        out.contains(&version) && out.contains("x86_64-unknown-linux-musl"),
+        "{out}"
+    );
+
+    if let Err(why) = support::ensure_binfmt_aarch64() {
+        support::skip(&format!(
+            "cannot run arm64 containers through qemu binfmt: {why}"
+        ));
+        return;
+    }
+    let out = run_ok(dockerd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        "linux/arm64",
+        "fluxion-ha:aarch64",
+        "/bin/fluxion-main",
+        "--version",
+    ]));
+    assert!(
+        out.contains(&version) && out.contains("aarch64-unknown-linux-musl"),
+        "{out}"
+    );
+}
+
+#[test]
+fn arm64_binary_from_the_archive_runs_under_qemu() {
+    let Some(qemu) = tool("qemu-aarch64-static") else {
+        return;
+    };
+    let row = image("aarch64");
+    let manifest: Value =
+        serde_json::from_slice(&support::tar_member(&row.archive_path(), "manifest.json")).unwrap();
+    let layer_path = manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let layer = support::tar_member(&row.archive_path(), &layer_path);
+    let (mode, bin) =
+        support::layer_file(&layer, "bin/fluxion-main").expect("the app layer has the binary");
+    assert_eq!(mode, 0o755);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxion-main");
+    std::fs::write(&path, bin).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&path).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run_ok(Command::new(qemu).arg(&path).arg("--version"));
+    assert!(
+        out.contains(&support::addon_version()) && out.contains("aarch64-unknown-linux-musl"),
+        "{out}"
+    );
+}
+
+#[test]
+fn podman_loads_both_archives() {
+    let Some(podman) = tool("podman") else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("pdm")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = dir.path();
+    let podman = |args: &[&str]| {
+        let mut c = Command::new(&podman);
+        c.arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"));
+        c.arg("--tmpdir").arg(d.join("tmp"));
+        c.args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]);
+        c.args(args);
+        c
+    };
+    for arch in ["amd64", "aarch64"] {
+        let row = image(arch);
+        let out = run_ok(&mut podman(&[
+            "load",
+            "-i",
+            row.archive_path().to_str().unwrap(),
+        ]));
+        assert!(out.contains(&format!("fluxion-ha:{arch}")), "{out}");
+        let id = run_ok(&mut podman(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("fluxion-ha:{arch}"),
+        ]));
+        assert_eq!(format!("sha256:{}", id.trim()), row.image_id);
+    }
+    let out = run_ok(&mut podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "fluxion-ha:amd64",
+        "/bin/fluxion-main",
+        "--version",
+    ]));
+    assert!(out.contains(&support::addon_version()), "{out}");
+}
