@@ -3,6 +3,7 @@ pub mod app;
 pub mod arch;
 pub mod config;
 pub mod hash;
+pub mod index;
 pub mod json;
 pub mod layer;
 pub mod manifest;

@@ -1,0 +1,374 @@
+//! Test support: the real tools a test needs (found on PATH, started privately, stopped by PID
+//! in `Drop`), the reference schemas, and a small two-arch image fixture built through the
+//! library — the same assemble/publish code `cargo xtask image` runs, without compiling fluxion.
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xtask::addon::AddonConfig;
+use xtask::build::Binary;
+use xtask::commands::image::{write_multi_arch_to, write_single_arch_layout, MultiBuilt};
+use xtask::epoch::Epoch;
+use xtask::image::arch::Arch;
+use xtask::image::layer::{Data, Node, Tree};
+use xtask::image::store::BlobStore;
+use xtask::image::{app, config, json, manifest, Image};
+
+pub const EPOCH: Epoch = Epoch(1_700_000_000);
+
+/// A test that needs what is missing: skip with a reason, except under CI=true where it fails.
+/// Returns false when the caller should return early.
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required under CI=true");
+    }
+    eprintln!("SKIP: {what} is missing; skipping (this fails under CI=true)");
+    false
+}
+
+pub fn have(tool: &str) -> bool {
+    require(
+        &format!("`{tool}` on PATH"),
+        xtask::build::cross::which(tool).is_some(),
+    )
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn addon() -> AddonConfig {
+    AddonConfig::load(&workspace().join("addon/config.yaml")).unwrap()
+}
+
+/// Run a command, panic with its output unless it succeeds; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    check(cmd, &out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn check(cmd: &Command, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The app binary's stand-in: distinct bytes per arch and variant (the publish side never
+/// looks inside; `build::elf` checks real binaries before they get here).
+pub fn app_bytes(arch: Arch, variant: &str) -> Vec<u8> {
+    format!("fluxion-main for {arch}, {variant}\n").into_bytes()
+}
+
+/// One image as `image::assemble` builds it, but with a base layer below the app layer (as
+/// the Debian runtime layer will be), so everything here handles any number of layers.
+pub fn image(store: &BlobStore, addon: &AddonConfig, arch: Arch, variant: &str) -> Image {
+    let mut base = Tree::new();
+    base.insert(
+        "etc/fluxion-test-base",
+        Node::File {
+            mode: 0o644,
+            data: Data::Bytes(Arc::from(&b"a base layer shared by both arches\n"[..])),
+        },
+    )
+    .unwrap();
+    let base = base.write_layer(store, EPOCH).unwrap();
+    let binary = Binary {
+        arch,
+        path: PathBuf::from("fluxion-main"),
+        bytes: app_bytes(arch, variant),
+    };
+    let app = app::tree(&binary)
+        .unwrap()
+        .write_layer(store, EPOCH)
+        .unwrap();
+    let layers = vec![base, app];
+    let infos: Vec<_> = layers
+        .iter()
+        .map(|layer| config::LayerInfo {
+            layer,
+            created_by: "xtask tests",
+        })
+        .collect();
+    let cfg = config::build(arch, &addon.labels(arch, EPOCH), &infos, EPOCH).unwrap();
+    let config = store
+        .put(&json::to_canonical(&cfg), config::MEDIA_TYPE)
+        .unwrap();
+    let blobs: Vec<_> = layers.iter().map(|l| &l.blob).collect();
+    let m = manifest::build(&config, &blobs).unwrap();
+    let manifest = store
+        .put(&json::to_canonical(&m), manifest::MEDIA_TYPE)
+        .unwrap();
+    Image {
+        arch,
+        layers,
+        config,
+        manifest,
+    }
+}
+
+/// Both arches written every way into `images_dir`, as `cargo xtask image --arch all` does.
+pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, PathBuf>) {
+    let addon = addon();
+    let store = BlobStore::open(&images_dir.join("blobs/sha256")).unwrap();
+    let images: Vec<Image> = Arch::ALL
+        .iter()
+        .map(|&a| image(&store, &addon, a, variant))
+        .collect();
+    let singles = images
+        .iter()
+        .map(|i| {
+            (
+                i.arch,
+                write_single_arch_layout(images_dir, i, &addon.version).unwrap(),
+            )
+        })
+        .collect();
+    let multi = write_multi_arch_to(images_dir, &addon.version, images, EPOCH).unwrap();
+    (multi, singles)
+}
+
+/// A fresh temp dir with a short path (unix socket paths are limited to 108 bytes).
+pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+fn wait_until(what: &str, child: &mut Child, log: &Path, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before it was ready:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            panic!(
+                "{what} not ready after 90 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGTERM by PID, wait, SIGKILL if it lingers.
+fn stop(child: &mut Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A private dockerd (vfs storage, no networking setup, own socket and roots).
+pub struct Dockerd {
+    child: Child,
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    /// None (after printing why) when docker is not installed and CI is not set.
+    pub fn start(insecure_registry: Option<&str>) -> Option<Dockerd> {
+        if !(have("dockerd") && have("docker")) {
+            return None;
+        }
+        let dir = short_tempdir("dk");
+        let d = dir.path();
+        let host = format!("unix://{}", d.join("s").display());
+        let log = d.join("log");
+        let mut cmd = Command::new("dockerd");
+        cmd.args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .args(["--storage-driver=vfs"])
+            .arg(format!("--data-root={}", d.join("data").display()))
+            .arg(format!("--exec-root={}", d.join("e").display()))
+            .arg(format!("--pidfile={}", d.join("pid").display()))
+            .arg(format!("--host={host}"));
+        if let Some(r) = insecure_registry {
+            cmd.arg(format!("--insecure-registry={r}"));
+        }
+        let f = std::fs::File::create(&log).unwrap();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("starting dockerd");
+        let probe_host = host.clone();
+        let cfg = d.join("cli");
+        wait_until("dockerd", &mut child, &log, || {
+            Command::new("docker")
+                .env("DOCKER_CONFIG", &cfg)
+                .args(["-H", &probe_host, "version"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        Some(Dockerd { child, host, dir })
+    }
+
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_CONFIG", self.dir.path().join("cli"))
+            .args(["-H", &self.host]);
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Debian's `docker-registry` (distribution 2.8) on 127.0.0.1:<free port>, storage in a temp dir.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Option<Registry> {
+        if !have("docker-registry") {
+            return None;
+        }
+        let dir = short_tempdir("reg");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("log");
+        let f = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("starting docker-registry");
+        let probe = addr.clone();
+        wait_until("docker-registry", &mut child, &log, || {
+            std::net::TcpStream::connect(&probe).is_ok()
+        });
+        Some(Registry { child, addr, dir })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// podman with private vfs storage.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Option<Podman> {
+        have("podman").then(|| Podman {
+            dir: short_tempdir("pm"),
+        })
+    }
+
+    pub fn podman(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.arg(format!("--root={}", d.join("root").display()))
+            .arg(format!("--runroot={}", d.join("run").display()))
+            .args([
+                "--storage-driver=vfs",
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+            ])
+            .env("TMPDIR", d);
+        c
+    }
+}
+
+/// The OCI image-spec schemas beside the checkout (`<workspace>/../shared/ref/oci-image-spec`).
+pub fn oci_schemas() -> Option<PathBuf> {
+    let dir = workspace().join("../shared/ref/oci-image-spec");
+    require(
+        &format!("the reference schemas at {}", dir.display()),
+        dir.join("image-index-schema.json").is_file(),
+    )
+    .then_some(dir)
+}
+
+/// Resolve every `$ref` URL by its last path segment to the local file (ref/README.md): the
+/// schemas' `https://opencontainers.org/...` ids are never fetched.
+struct LocalSchemas(PathBuf);
+
+impl jsonschema::Retrieve for LocalSchemas {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let s = uri.as_str();
+        let name = s
+            .split('#')
+            .next()
+            .unwrap_or(s)
+            .rsplit('/')
+            .next()
+            .unwrap_or(s);
+        let text = std::fs::read_to_string(self.0.join(name))
+            .map_err(|e| format!("no local schema for {s}: {e}"))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+pub fn validator(dir: &Path, schema_file: &str) -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(schema_file)).unwrap()).unwrap();
+    jsonschema::draft4::options()
+        .with_retriever(LocalSchemas(dir.to_owned()))
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("compiling {schema_file}: {e}"))
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
