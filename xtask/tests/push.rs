@@ -337,3 +337,235 @@ fn push_command_refuses_bad_targets_before_building() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
 }
+
+/// One HTTP/1.1 request as a minimal fake registry sees it.
+struct Req {
+    method: String,
+    path: String,
+    auth: Option<String>,
+    body: Vec<u8>,
+}
+
+fn read_request(stream: &std::net::TcpStream) -> Option<Req> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let (mut len, mut auth) = (0usize, None);
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).unwrap();
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap();
+        match k.to_ascii_lowercase().as_str() {
+            "content-length" => len = v.trim().parse().unwrap(),
+            "authorization" => auth = Some(v.trim().to_owned()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    let mut p = line.split(' ');
+    Some(Req {
+        method: p.next()?.to_owned(),
+        path: p.next()?.to_owned(),
+        auth,
+        body,
+    })
+}
+
+#[test]
+fn bearer_token_flow_with_docker_config_credentials() {
+    // A stand-in for a token-auth registry (distribution's "token" scheme, as ghcr.io and
+    // GitLab use): every /v2/ call without the bearer token gets 401 + a challenge; the
+    // token endpoint wants Basic credentials and the repository scope. It stores what it is
+    // sent and answers with the real sha256 of it, as a registry does.
+    use base64::Engine as _;
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let server_log = log.clone();
+    // Detached: it serves until the test process ends.
+    std::thread::spawn(move || {
+        let mut blobs = BTreeSet::new();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret")
+        );
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let Some(req) = read_request(&stream) else {
+                continue;
+            };
+            server_log
+                .lock()
+                .unwrap()
+                .push((req.method.clone(), req.path.clone()));
+            let path = req.path.split('?').next().unwrap().to_owned();
+            let query = req
+                .path
+                .split_once('?')
+                .map(|x| x.1.to_owned())
+                .unwrap_or_default();
+            let (status, headers, body): (&str, Vec<String>, String) = if path == "/token" {
+                if req.auth.as_deref() == Some(&basic)
+                    && query.contains("scope=repository%3Aowner%2Ffluxion%3Apull%2Cpush")
+                    && query.contains("service=fake")
+                {
+                    ("200 OK", vec![], r#"{"token":"tok-1"}"#.into())
+                } else {
+                    ("401 Unauthorized", vec![], String::new())
+                }
+            } else if req.auth.as_deref() != Some("Bearer tok-1") {
+                let realm = format!("http://{addr}/token");
+                (
+                    "401 Unauthorized",
+                    vec![format!(
+                        r#"www-authenticate: Bearer realm="{realm}",service="fake",scope="repository:owner/fluxion:pull,push""#
+                    )],
+                    String::new(),
+                )
+            } else if path == "/v2/" {
+                ("200 OK", vec![], String::new())
+            } else if req.method == "HEAD" {
+                let digest = path.rsplit('/').next().unwrap().to_owned();
+                if blobs.contains(&digest) {
+                    ("200 OK", vec![], String::new())
+                } else {
+                    ("404 Not Found", vec![], String::new())
+                }
+            } else if req.method == "POST" {
+                (
+                    "202 Accepted",
+                    vec!["location: /v2/owner/fluxion/blobs/uploads/u1?state=x".into()],
+                    String::new(),
+                )
+            } else if req.method == "PUT" {
+                let digest = xtask::image::hash::sha256(&req.body);
+                if path.contains("/blobs/uploads/") {
+                    assert!(
+                        query.contains("state=x"),
+                        "upload PUT lost the session state: {query}"
+                    );
+                    assert_eq!(
+                        query.rsplit("digest=").next().unwrap().replace("%3A", ":"),
+                        digest
+                    );
+                    blobs.insert(digest.clone());
+                }
+                (
+                    "201 Created",
+                    vec![format!("docker-content-digest: {digest}")],
+                    String::new(),
+                )
+            } else {
+                ("500 Internal Server Error", vec![], String::new())
+            };
+            let mut resp = format!(
+                "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
+                body.len()
+            );
+            for h in headers {
+                resp.push_str(&h);
+                resp.push_str("\r\n");
+            }
+            resp.push_str("\r\n");
+            resp.push_str(&body);
+            stream.write_all(resp.as_bytes()).unwrap();
+        }
+    });
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
+    let config = format!(r#"{{"auths":{{"https://{addr}":{{"auth":"{auth}"}}}}}}"#);
+    let creds = registry::docker_config_auth(&config, &addr.to_string()).unwrap();
+    assert!(creds.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = publish(dir.path(), "v1");
+    let to = registry::Reference::parse(&format!("{addr}/owner/fluxion")).unwrap();
+    let tags = vec![addon().version, "latest".into()];
+    let report = registry::push(&to, &m.multi, &tags, false, creds, false).unwrap();
+    assert_eq!(report.uploaded.len(), 5);
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    // One challenge, one token, then everything with the token; tags are the last PUTs.
+    assert_eq!(
+        log.iter().filter(|(_, p)| p.starts_with("/token")).count(),
+        1,
+        "{log:?}"
+    );
+    let puts: Vec<&str> = log
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.contains("/manifests/"))
+        .map(|(_, p)| p.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            m.multi.images[0].manifest.digest.as_str(),
+            &m.multi.images[1].manifest.digest,
+            &m.multi.index.digest,
+            &tags[0],
+            "latest"
+        ]
+    );
+
+    // Without credentials the token endpoint refuses, and the error says how to log in.
+    let e = registry::push(&to, &m.multi, &tags, false, None, false).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("needs credentials") && msg.contains("--password-stdin"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn basic_auth_registry_needs_and_takes_credentials() {
+    if !have("skopeo") {
+        return;
+    }
+    let Some(reg) = Registry::start_with(true) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = publish(dir.path(), "v1");
+    let to = target(&reg, "fluxion");
+    let tags = vec![addon().version];
+
+    let e = registry::push(&to, &m.multi, &tags, false, None, false).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("needs credentials"), "{msg}");
+
+    let mut wrong: &[u8] = b"nope\n";
+    let bad = registry::credentials(&reg.addr, Some("ci-user".into()), Some(&mut wrong)).unwrap();
+    let e = registry::push(&to, &m.multi, &tags, false, bad, false).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("refused the credentials"),
+        "{e:#}"
+    );
+
+    let mut stdin: &[u8] = b"s3cret\n";
+    let creds = registry::credentials(&reg.addr, Some("ci-user".into()), Some(&mut stdin)).unwrap();
+    let report = registry::push(&to, &m.multi, &tags, false, creds, false).unwrap();
+    assert_eq!(report.uploaded.len(), 5);
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            "ci-user:s3cret",
+        ])
+        .arg(format!("docker://{to}:{}", tags[0]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, std::fs::read(&m.multi.index.path).unwrap());
+}

@@ -368,9 +368,18 @@ impl Repo {
                 req = req.header(AUTHORIZATION, a);
             }
             let resp = req.send()?;
-            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
-                self.authenticate(resp.headers())?;
-                continue;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                if attempt == 0 {
+                    // A bearer token may have expired or lack this scope: ask again, once.
+                    self.authenticate(resp.headers())?;
+                    continue;
+                }
+                bail!(
+                    "{} refused the credentials (401 after authenticating); check the user \
+                     and password/token and that they may push to {}",
+                    self.reference.registry,
+                    self.reference
+                );
             }
             return Ok(resp);
         }

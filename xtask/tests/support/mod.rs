@@ -254,8 +254,17 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
+/// A bcrypt (cost 4) htpasswd line for user `ci-user`, password `s3cret` (made once with
+/// Python's crypt.crypt; distribution's htpasswd auth reads only bcrypt).
+pub const HTPASSWD: &str = "ci-user:$2b$04$82O9G489XVM4vxmaHzFbHestXqf2iEqTNqoNYIEXPaBQow.0gaSYG\n";
+
 impl Registry {
     pub fn start() -> Option<Registry> {
+        Registry::start_with(false)
+    }
+
+    /// With `basic_auth`, every request needs `ci-user`/`s3cret` (Basic).
+    pub fn start_with(basic_auth: bool) -> Option<Registry> {
         if !have("docker-registry") {
             return None;
         }
@@ -267,15 +276,20 @@ impl Registry {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if basic_auth {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, HTPASSWD).unwrap();
+            yml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: fluxion-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&cfg, yml).unwrap();
         let log = dir.path().join("log");
         let f = std::fs::File::create(&log).unwrap();
         let mut child = Command::new("docker-registry")
