@@ -157,9 +157,14 @@ fn print_multi_arch(ws: &Workspace, m: &MultiBuilt, as_json: bool) {
         rel(&m.layout),
         rel(&m.archive)
     );
-    println!("  {:<8} index    {}", "", m.multi.index.digest);
+    println!("{:<8} {:<8} {}", "all", "index", m.multi.index.digest);
     for i in &m.multi.images {
-        println!("  {:<8} manifest {}", i.arch.to_string(), i.manifest.digest);
+        println!(
+            "{:<8} {:<8} {}",
+            i.arch.to_string(),
+            "manifest",
+            i.manifest.digest
+        );
     }
 }
 
