@@ -20,6 +20,7 @@ pub struct Xtask {
 pub enum Cmd {
     Image(Image),
     Load(Load),
+    Push(Push),
     Ci(Ci),
 }
 
@@ -42,6 +43,33 @@ pub struct Load {
     /// The architecture to build and load.
     #[arg(value_enum)]
     pub arch: Arch,
+    #[command(flatten)]
+    pub build: BuildOpts,
+}
+
+/// Build both images and push them with their multi-arch index to a registry (OCI
+/// distribution API): blobs the registry lacks, manifests, the index, then the tags.
+#[derive(Debug, clap::Args)]
+pub struct Push {
+    /// Where to: `<registry>/<repository>`, e.g. `ghcr.io/owner/fluxion` (no tag).
+    pub target: String,
+    /// Tags besides the add-on version from addon/config.yaml (which is always pushed).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Also push each image alone to `<registry>/<dir>/<arch>-<name>`, for add-ons whose
+    /// config.yaml `image` uses `{arch}`.
+    #[arg(long)]
+    pub per_arch_repos: bool,
+    /// Registry user; the password is read from stdin (--password-stdin). Without them:
+    /// CI_REGISTRY_USER/CI_REGISTRY_PASSWORD, then ~/.docker/config.json auths.
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) for --username from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Allow plain HTTP to a registry other than localhost/127.0.0.1.
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub build: BuildOpts,
 }

@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     match flags.cmd {
         Cmd::Image(cmd) => cmd.run(&sh, &ws),
         Cmd::Load(cmd) => cmd.run(&sh, &ws),
+        Cmd::Push(cmd) => cmd.run(&sh, &ws),
         Cmd::Ci(cmd) => cmd.run(&sh, &ws),
     }
 }

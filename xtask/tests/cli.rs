@@ -142,9 +142,9 @@ fn shim_dir(log: &Path, bins: &[(&str, PathBuf)]) -> tempfile::TempDir {
 
 /// The real fluxion-main binaries of the workspace (built by `image` in the real workspace).
 fn real_binaries() -> (PathBuf, PathBuf) {
-    support::images();
+    support::built_images();
     let sh = xshell::Shell::new().unwrap();
-    sh.change_dir(support::workspace_root());
+    sh.change_dir(support::workspace());
     let ws = xtask::workspace::Workspace::discover(&sh).unwrap();
     let bin = |t: &str| ws.target_dir.join(t).join("release/fluxion-main");
     (

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use xshell::{cmd, Shell};
 
-use super::image::{build_images, print_summary};
+use super::image::{build_images, print_summary, write_multi_arch};
 use crate::epoch::Epoch;
 use crate::flags::{self, ArchSel, BuilderKind};
 use crate::repro;
@@ -37,6 +37,9 @@ impl flags::Ci {
             build_images(sh, ws, &ArchSel::All.arches(), BuilderKind::Auto, epoch)
         })?;
         print_summary(ws, &built, false);
+        step("multi-arch OCI layout and archive", || {
+            write_multi_arch(ws, &built, epoch)
+        })?;
         if self.no_repro {
             return Ok(());
         }

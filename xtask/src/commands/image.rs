@@ -9,9 +9,10 @@ use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
 use crate::flags::{self, BuilderKind};
 use crate::image::arch::Arch;
+use crate::image::index::{self, MultiArch};
 use crate::image::store::BlobStore;
 use crate::image::{self as img, json, Image};
-use crate::publish::docker_archive;
+use crate::publish::{docker_archive, hybrid_archive, oci_layout};
 use crate::workspace::Workspace;
 use crate::{atomic, build};
 
@@ -31,6 +32,10 @@ impl flags::Image {
         let epoch = Epoch::discover(sh)?;
         let built = build_images(sh, ws, &self.arch.arches(), self.build.builder, epoch)?;
         print_summary(ws, &built, self.json);
+        if built.len() > 1 {
+            let multi = write_multi_arch(ws, &built, epoch)?;
+            print_multi_arch(ws, &multi, self.json);
+        }
         Ok(())
     }
 }
@@ -61,6 +66,7 @@ pub fn build_images(
         let archive = images_dir.join(format!("{REPO}-{arch}.tar"));
         let written = docker_archive::write(&archive, &[(&image, vec![tag.clone()])], epoch)?;
         link_result(ws, arch, &archive)?;
+        write_single_arch_layout(&images_dir, &image, &addon.version)?;
         tracing::info!(%arch, archive = %archive.display(), id = image.id(), "image written");
         built.push(Built {
             image,
@@ -70,6 +76,96 @@ pub fn build_images(
         });
     }
     Ok(built)
+}
+
+/// The multi-arch outputs, written from the same images (and so the same manifest digests).
+#[derive(Debug, Clone)]
+pub struct MultiBuilt {
+    pub multi: MultiArch,
+    /// The full reference the layout's index.json names: `docker.io/library/fluxion-ha:<v>`.
+    pub name: String,
+    pub layout: PathBuf,
+    pub archive: PathBuf,
+    pub written: docker_archive::Written,
+}
+
+/// The full reference podman and containerd name the loaded image by.
+pub fn full_name(version: &str) -> String {
+    format!("docker.io/library/{REPO}:{version}")
+}
+
+/// Store the index over `built` and write `fluxion-ha.oci/` (OCI layout with the nested
+/// index) and `fluxion-ha.tar` (the same layout that is also a docker-archive).
+pub fn write_multi_arch(
+    ws: &Workspace,
+    built: &[Built],
+    epoch: Epoch,
+) -> anyhow::Result<MultiBuilt> {
+    let addon = AddonConfig::load(&ws.addon_config())?;
+    let images = built.iter().map(|b| b.image.clone()).collect();
+    write_multi_arch_to(&ws.images_dir(), &addon.version, images, epoch)
+}
+
+/// `write_multi_arch` for any images dir (its blob store is `<dir>/blobs/sha256`).
+pub fn write_multi_arch_to(
+    images_dir: &Path,
+    version: &str,
+    images: Vec<Image>,
+    epoch: Epoch,
+) -> anyhow::Result<MultiBuilt> {
+    let store = BlobStore::open(&images_dir.join("blobs").join("sha256"))?;
+    let multi = index::assemble(&store, images)?;
+    let name = full_name(version);
+    let layout = images_dir.join(format!("{REPO}.oci"));
+    oci_layout::write_dir(&layout, &oci_layout::multi_arch_tree(&multi, &name)?)?;
+    let archive = images_dir.join(format!("{REPO}.tar"));
+    let written = hybrid_archive::write(&archive, &multi, REPO, version, &name, epoch)?;
+    tracing::info!(index = %multi.index.digest, layout = %layout.display(), archive = %archive.display(), "multi-arch image written");
+    Ok(MultiBuilt {
+        multi,
+        name,
+        layout,
+        archive,
+        written,
+    })
+}
+
+/// `fluxion-ha-<arch>.oci/`: the image alone, named by the bare version tag (for umoci,
+/// which cannot pick a platform inside a nested index).
+pub fn write_single_arch_layout(
+    images_dir: &Path,
+    image: &Image,
+    version: &str,
+) -> anyhow::Result<PathBuf> {
+    let layout = images_dir.join(format!("{REPO}-{}.oci", image.arch));
+    oci_layout::write_dir(&layout, &oci_layout::single_arch_tree(image, version)?)?;
+    Ok(layout)
+}
+
+fn print_multi_arch(ws: &Workspace, m: &MultiBuilt, as_json: bool) {
+    let rel = |p: &Path| p.strip_prefix(&ws.root).unwrap_or(p).display().to_string();
+    if as_json {
+        // stdout stays one JSON document (the per-arch rows, which `ci`'s repro check
+        // parses); the multi-arch facts go to the log.
+        tracing::info!(index = %m.multi.index.digest, name = %m.name, "multi-arch index");
+        return;
+    }
+    println!();
+    println!(
+        "multi-arch {} -> {}, {}",
+        m.name,
+        rel(&m.layout),
+        rel(&m.archive)
+    );
+    println!("{:<8} {:<8} {}", "all", "index", m.multi.index.digest);
+    for i in &m.multi.images {
+        println!(
+            "{:<8} {:<8} {}",
+            i.arch.to_string(),
+            "manifest",
+            i.manifest.digest
+        );
+    }
 }
 
 /// `result-<arch>` at the workspace root, as Nix users expect from `nix build`.

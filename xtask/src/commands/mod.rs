@@ -2,3 +2,4 @@
 pub mod ci;
 pub mod image;
 pub mod load;
+pub mod push;

@@ -3,6 +3,7 @@ pub mod app;
 pub mod arch;
 pub mod config;
 pub mod hash;
+pub mod index;
 pub mod json;
 pub mod layer;
 pub mod manifest;
@@ -48,13 +49,25 @@ pub fn assemble(
     let app = app::tree(binary)?
         .write_layer(store, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
-    let layers = vec![app];
-    let infos = [config::LayerInfo {
-        layer: &layers[0],
-        created_by: "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data",
-    }];
+    let created_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
+    from_layers(store, addon, arch, vec![(app, created_by)], epoch)
+}
+
+/// Config and manifest over already-written layers (bottom first, each with what made it).
+pub fn from_layers(
+    store: &BlobStore,
+    addon: &AddonConfig,
+    arch: Arch,
+    layers: Vec<(Layer, &str)>,
+    epoch: Epoch,
+) -> anyhow::Result<Image> {
+    let infos: Vec<config::LayerInfo<'_>> = layers
+        .iter()
+        .map(|(layer, created_by)| config::LayerInfo { layer, created_by })
+        .collect();
     let cfg = config::build(arch, &addon.labels(arch, epoch), &infos, epoch)?;
     let config = store.put(&json::to_canonical(&cfg), config::MEDIA_TYPE)?;
+    let layers: Vec<Layer> = layers.into_iter().map(|(l, _)| l).collect();
     let layer_blobs: Vec<&Blob> = layers.iter().map(|l| &l.blob).collect();
     let manifest = manifest::build(&config, &layer_blobs)?;
     let manifest = store.put(&json::to_canonical(&manifest), manifest::MEDIA_TYPE)?;
