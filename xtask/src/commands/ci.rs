@@ -5,13 +5,26 @@ use anyhow::Context;
 use xshell::{cmd, Shell};
 
 use super::image::{build_images, print_summary};
+use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
 use crate::flags::{self, ArchSel, BuilderKind};
-use crate::repro;
 use crate::workspace::Workspace;
+use crate::{gitlab_local, repro};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+        // Cheap checks of the add-on's files first: they need no compilation.
+        step("lint addon/config.yaml", || {
+            super::lint::run(
+                &ws.addon_config(),
+                &super::lint::default_schema_path(ws),
+                &ws.fluxion_version,
+            )
+        })?;
+        step("meta --check", || {
+            let addon = AddonConfig::load(&ws.addon_config())?;
+            super::meta::check(&super::meta::default_path(ws), &super::meta::render(&addon))
+        })?;
         step("cargo fmt --check", || {
             cmd!(sh, "cargo fmt --all --check")
                 .run()
@@ -37,22 +50,34 @@ impl flags::Ci {
             build_images(sh, ws, &ArchSel::All.arches(), BuilderKind::Auto, epoch)
         })?;
         print_summary(ws, &built, false);
-        if self.no_repro {
-            return Ok(());
+        if !self.no_repro {
+            step("reproducibility", || {
+                let dir = self
+                    .repro_dir
+                    .clone()
+                    .unwrap_or_else(|| repro::default_dir(ws));
+                repro::mirror(sh, ws, &dir)?;
+                let xtask = std::env::current_exe().context("locating the running xtask binary")?;
+                let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
+                let ours: BTreeMap<String, String> = built
+                    .iter()
+                    .map(|b| (b.image.arch.to_string(), b.written.sha256.clone()))
+                    .collect();
+                repro::compare(&ours, &theirs)
+            })?;
         }
-        step("reproducibility", || {
-            let dir = self
-                .repro_dir
-                .clone()
-                .unwrap_or_else(|| repro::default_dir(ws));
-            repro::mirror(sh, ws, &dir)?;
-            let xtask = std::env::current_exe().context("locating the running xtask binary")?;
-            let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
-            let ours: BTreeMap<String, String> = built
-                .iter()
-                .map(|b| (b.image.arch.to_string(), b.written.sha256.clone()))
-                .collect();
-            repro::compare(&ours, &theirs)
+        // Last: the jobs reuse everything the steps above compiled and built.
+        step("gitlab-ci-local (check, build:*)", || {
+            let reason = if self.no_gitlab_ci_local {
+                Some("--no-gitlab-ci-local was given".to_owned())
+            } else {
+                gitlab_local::skip_reason(sh)?
+            };
+            if let Some(reason) = reason {
+                println!("ci: gitlab-ci-local step skipped: {reason}");
+                return Ok(());
+            }
+            gitlab_local::run_jobs(sh, ws).map(drop)
         })
     }
 }
