@@ -697,10 +697,10 @@ fn version_rule(doc: &Value, text: &str, ctx: &Context<'_>, out: &mut Vec<Findin
 fn upstream_linter_rules(doc: &Value, truthy: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>) {
     let has = |k: &str| doc.get(k).is_some();
     if let Some(arches) = doc.get("arch").and_then(Value::as_array) {
-        for a in arches {
+        for (i, a) in arches.iter().enumerate() {
             if let Some(a @ ("armhf" | "armv7" | "i386")) = a.as_str() {
                 out.push(warning(
-                    "arch",
+                    format!("arch[{i}]"),
                     "deprecated-arch",
                     format!("{a} is deprecated by Home Assistant"),
                 ));

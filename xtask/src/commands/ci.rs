@@ -57,7 +57,7 @@ impl flags::Ci {
                     .clone()
                     .unwrap_or_else(|| repro::default_dir(ws));
                 repro::mirror(sh, ws, &dir)?;
-                let xtask = std::env::current_exe().context("locating the running xtask binary")?;
+                let xtask = running_xtask()?;
                 let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
                 let ours: BTreeMap<String, String> = built
                     .iter()
@@ -80,6 +80,27 @@ impl flags::Ci {
             gitlab_local::run_jobs(sh, ws).map(drop)
         })
     }
+}
+
+/// The running xtask binary, to build the copy with. `cargo test` (an earlier step) re-links
+/// target/debug/xtask from the same sources while this process runs, after which Linux reports
+/// our executable as `<path> (deleted)`; the file now at `<path>` is that same build.
+fn running_xtask() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("locating the running xtask binary")?;
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    let relinked = exe
+        .to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file());
+    relinked.with_context(|| {
+        format!(
+            "the running xtask binary {} is gone; run `cargo xtask ci` again",
+            exe.display()
+        )
+    })
 }
 
 fn step<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
