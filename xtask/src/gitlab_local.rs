@@ -91,8 +91,8 @@ pub fn run_jobs(sh: &Shell, ws: &Workspace) -> anyhow::Result<Vec<(&'static str,
         .run()
         .with_context(|| {
             format!(
-                "gitlab-ci-local job `{job}` failed; its log is in \
-                 .gitlab-ci-local/output/{job}.log"
+                "gitlab-ci-local job `{job}` failed; its log is in .gitlab-ci-local/output/ \
+                 (gitlab-ci-local writes `:` in job names as `Og`)"
             )
         })?;
         let took = t.elapsed();
