@@ -22,6 +22,8 @@ pub enum Cmd {
     Load(Load),
     Push(Push),
     Ci(Ci),
+    Lint(Lint),
+    Meta(Meta),
 }
 
 /// Build the add-on images as docker-archive tarballs in target/images (+ result-<arch> links).
@@ -83,6 +85,34 @@ pub struct Ci {
     /// Where to put the copy for the reproducibility check (default: a fresh temp dir).
     #[arg(long)]
     pub repro_dir: Option<PathBuf>,
+    /// Skip running .gitlab-ci.yml's check and build jobs with gitlab-ci-local.
+    #[arg(long)]
+    pub no_gitlab_ci_local: bool,
+}
+
+/// Check addon/config.yaml: the HA add-on linter schema plus Supervisor's rules; every
+/// finding names its key and rule, and any error fails.
+#[derive(Debug, clap::Args)]
+pub struct Lint {
+    /// The manifest to check (default: addon/config.yaml).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// The linter's config.schema.json (default: ../shared/ref/ha-addon-linter/ beside the
+    /// checkout); when absent the schema check is skipped, except under CI=true.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+}
+
+/// Write nix/addon-meta.json (name, version, labels per arch) for flake.nix from
+/// addon/config.yaml; `--check` fails if it is out of date instead of writing.
+#[derive(Debug, clap::Args)]
+pub struct Meta {
+    /// Compare with the file on disk; do not write.
+    #[arg(long)]
+    pub check: bool,
+    /// Where to write (default: nix/addon-meta.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

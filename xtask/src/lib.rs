@@ -6,6 +6,7 @@ pub mod build;
 pub mod commands;
 pub mod epoch;
 pub mod flags;
+pub mod gitlab_local;
 pub mod image;
 pub mod publish;
 pub mod repro;

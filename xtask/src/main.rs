@@ -23,5 +23,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Load(cmd) => cmd.run(&sh, &ws),
         Cmd::Push(cmd) => cmd.run(&sh, &ws),
         Cmd::Ci(cmd) => cmd.run(&sh, &ws),
+        Cmd::Lint(cmd) => cmd.run(&sh, &ws),
+        Cmd::Meta(cmd) => cmd.run(&sh, &ws),
     }
 }

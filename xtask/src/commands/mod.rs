@@ -1,5 +1,7 @@
 //! One file per `cargo xtask` command; each is `impl flags::X { fn run(...) }`.
 pub mod ci;
 pub mod image;
+pub mod lint;
 pub mod load;
+pub mod meta;
 pub mod push;
