@@ -9,4 +9,5 @@ pub mod flags;
 pub mod image;
 pub mod publish;
 pub mod repro;
+pub mod runtime;
 pub mod workspace;

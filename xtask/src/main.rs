@@ -22,5 +22,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Image(cmd) => cmd.run(&sh, &ws),
         Cmd::Load(cmd) => cmd.run(&sh, &ws),
         Cmd::Ci(cmd) => cmd.run(&sh, &ws),
+        Cmd::Lock(cmd) => cmd.run(&sh, &ws),
+        Cmd::Fetch(cmd) => cmd.run(&sh, &ws),
     }
 }

@@ -1,4 +1,6 @@
 //! One file per `cargo xtask` command; each is `impl flags::X { fn run(...) }`.
 pub mod ci;
+pub mod fetch;
 pub mod image;
 pub mod load;
+pub mod lock;
