@@ -90,6 +90,16 @@ pub struct BuildOpts {
     pub offline: bool,
 }
 
+impl BuildOpts {
+    pub fn cache_mode(&self) -> crate::runtime::cache::Mode {
+        if self.offline {
+            crate::runtime::cache::Mode::Offline
+        } else {
+            crate::runtime::cache::Mode::Online
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ArchSel {
     Amd64,

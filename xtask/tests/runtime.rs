@@ -169,3 +169,489 @@ fn real_inrelease_verifies_and_tampering_is_caught() {
         .verify_inrelease(&text, pgp::types::Timestamp::now())
         .is_err());
 }
+
+// ---- fixtures: everything below talks to 127.0.0.1 at most ----
+
+use support::fixture::{self, Comp, Mirror, E};
+use xtask::epoch::Epoch;
+use xtask::image::store::BlobStore;
+use xtask::runtime::deb::Prune;
+use xtask::runtime::layer::{self as rlayer, Package};
+use xtask::runtime::lock::{Declaration, IndexRef, Locked, Source, LOCK_VERSION};
+use xtask::runtime::Runtime;
+use xtask::workspace::Workspace;
+
+const EPOCH: Epoch = Epoch(1_700_000_000);
+
+fn fixture_debs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "fx-base",
+            fixture::deb(
+                "fx-base",
+                &[
+                    E::Dir("./", 0o755),
+                    E::Dir("./bin/", 0o755),
+                    E::Dir("./etc/", 0o755),
+                    E::File("./etc/fx.conf", 0o644, b"answer=42\n"),
+                    E::Dir("./tmp/", 0o1777),
+                    E::Dir("./usr/", 0o755),
+                    E::Dir("./usr/share/", 0o755),
+                    E::Dir("./usr/share/doc/", 0o755),
+                    E::Dir("./usr/share/doc/fx-base/", 0o755),
+                    E::File("./usr/share/doc/fx-base/README", 0o644, b"pruned\n"),
+                    E::File("./usr/share/doc/fx-base/copyright", 0o644, b"MIT\n"),
+                ],
+                Comp::Gz,
+            ),
+        ),
+        (
+            "fx-shell",
+            fixture::deb(
+                "fx-shell",
+                &[
+                    E::Dir("./", 0o755),
+                    E::Dir("./bin/", 0o755),
+                    E::File("./bin/fxsh", 0o755, b"\x7fELF not really\n"),
+                    E::Symlink("./bin/sh", "fxsh"),
+                    E::Hardlink("./bin/fxsh2", "./bin/fxsh"),
+                    E::Dir("./lib64/", 0o755),
+                    E::Symlink("./lib64/ld.so", "/bin/fxsh"),
+                    E::Dir("./usr/", 0o755),
+                    E::Dir("./usr/share/", 0o755),
+                    E::Dir("./usr/share/man/", 0o755),
+                    E::File("./usr/share/man/fxsh.1", 0o644, b"pruned\n"),
+                ],
+                Comp::Xz,
+            ),
+        ),
+        (
+            "fx-zst",
+            fixture::deb(
+                "fx-zst",
+                &[
+                    E::Dir("./usr/", 0o755),
+                    E::Dir("./usr/lib/", 0o755),
+                    E::File("./usr/lib/libfx.so.1", 0o644, b"library bytes"),
+                    E::Dir("./usr/share/", 0o755),
+                ],
+                Comp::Zst,
+            ),
+        ),
+    ]
+}
+
+fn locked(name: &str, bytes: &[u8]) -> Locked {
+    Locked {
+        arch: "amd64".into(),
+        name: name.into(),
+        version: "1.0-1".into(),
+        filename: format!("pool/main/f/{name}/{name}_1.0-1_amd64.deb"),
+        size: bytes.len() as u64,
+        sha256: fixture::sha256_hex(bytes),
+    }
+}
+
+/// A declaration + lock for the fixture packages, served by `mirror`.
+fn fixture_runtime(mirror: &Mirror, debs: &[(&str, Vec<u8>)]) -> Runtime {
+    let decl: Declaration = toml::from_str(&format!(
+        r#"suite = "fixture"
+mirror = "{}"
+architectures = ["amd64"]
+packages = [{}]
+prune = ["usr/share/doc", "usr/share/man"]
+keep = ["usr/share/doc/*/copyright"]
+"#,
+        mirror.url,
+        debs.iter()
+            .map(|(n, _)| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .unwrap();
+    let mut packages = Vec::new();
+    for (name, bytes) in debs {
+        let l = locked(name, bytes);
+        mirror.serve(&l.filename, bytes.clone());
+        packages.push(l);
+    }
+    let lock = Lock {
+        version: LOCK_VERSION,
+        source: Source {
+            suite: "fixture".into(),
+            mirror: mirror.url.clone(),
+            component: "main".into(),
+            date: "Sat, 08 Nov 2025 09:46:04 UTC".into(),
+            inrelease_sha256: "0".repeat(64),
+            packages: decl.packages.clone(),
+            architectures: vec!["amd64".into()],
+            index: [(
+                "amd64".to_owned(),
+                IndexRef {
+                    path: "main/binary-amd64/Packages.xz".into(),
+                    size: 1,
+                    sha256: "0".repeat(64),
+                },
+            )]
+            .into(),
+        },
+        packages,
+    };
+    lock.validate().unwrap();
+    lock.check_covers(&decl).unwrap();
+    let prune = Prune::new(&decl.prune, &decl.keep).unwrap();
+    Runtime { decl, lock, prune }
+}
+
+struct Scratch {
+    _dir: tempfile::TempDir,
+    ws: Workspace,
+    store: BlobStore,
+    cache: Cache,
+}
+
+fn scratch() -> Scratch {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace {
+        root: workspace(), // only its Cargo.lock is read (the compressor identity)
+        target_dir: dir.path().join("target"),
+        fluxion_version: "0.0.0".into(),
+    };
+    let store = BlobStore::open(&ws.images_dir().join("blobs").join("sha256")).unwrap();
+    let cache = Cache::open(&dir.path().join("cache")).unwrap();
+    Scratch {
+        _dir: dir,
+        ws,
+        store,
+        cache,
+    }
+}
+
+fn tar_entries(gz: &[u8]) -> Vec<(String, u32, u64, u64, String)> {
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut raw).unwrap();
+    let mut a = tar::Archive::new(&raw[..]);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.mtime().unwrap(),
+                e.link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+const GOLDEN: &str = "tests/golden/runtime-layer.diff_id";
+
+/// Golden: the fixture runtime layer's diff_id at a fixed epoch equals the committed value.
+/// Regenerate (only after a deliberate format change) with
+/// `UPDATE_GOLDEN=1 cargo test -p xtask --test runtime golden`.
+#[test]
+fn golden_fixture_layer_and_its_contents() {
+    let s = scratch();
+    let mirror = Mirror::start();
+    let rt = fixture_runtime(&mirror, &fixture_debs());
+    let layers = runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &s.cache,
+        &[xtask::image::arch::Arch::Amd64],
+        EPOCH,
+        Mode::Online,
+    )
+    .unwrap();
+    let ready = &layers[&xtask::image::arch::Arch::Amd64];
+    assert!(!ready.cached);
+    assert_eq!(ready.packages, 3);
+    let entries = tar_entries(&std::fs::read(&ready.layer.blob.path).unwrap());
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "bin/",
+            "bin/fxsh",
+            "bin/fxsh2",
+            "bin/sh",
+            "etc/",
+            "etc/fx.conf",
+            "lib64/",
+            "lib64/ld.so",
+            "tmp/",
+            "usr/",
+            "usr/lib/",
+            "usr/lib/libfx.so.1",
+            "usr/share/",
+            "usr/share/doc/",
+            "usr/share/doc/fx-base/",
+            "usr/share/doc/fx-base/copyright",
+        ],
+        "sorted, pruned (README, man page gone), copyright kept"
+    );
+    assert!(
+        entries.iter().all(|e| e.2 == 0 && e.3 == EPOCH.0),
+        "uid 0, mtime = epoch"
+    );
+    let get = |n: &str| entries.iter().find(|e| e.0 == n).unwrap();
+    assert_eq!(get("tmp/").1, 0o1777, "modes as packaged");
+    assert_eq!(get("bin/fxsh").1, 0o755);
+    assert_eq!(get("bin/fxsh2").4, "bin/fxsh", "hard link kept");
+    assert_eq!(get("lib64/ld.so").4, "/bin/fxsh");
+
+    let golden = workspace().join("xtask").join(GOLDEN);
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(
+            &golden,
+            format!(
+                "# diff_id of the fixture runtime layer (xtask/tests/runtime.rs, epoch {}).\n\
+                 # Regenerate only by `UPDATE_GOLDEN=1 cargo test -p xtask --test runtime golden`.\n{}\n",
+                EPOCH.0, ready.layer.diff_id
+            ),
+        )
+        .unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).expect("the golden file exists (see its header)");
+    let want = want.lines().find(|l| !l.starts_with('#')).unwrap().trim();
+    assert_eq!(ready.layer.diff_id, want);
+}
+
+/// Changing only the app leaves the runtime layer's digest and diff_id unchanged, and the
+/// second build does not read a single .deb (they are deleted from the cache first).
+#[test]
+fn app_only_change_keeps_the_runtime_layer() {
+    use xtask::image::arch::Arch;
+    let s = scratch();
+    let mirror = Mirror::start();
+    let rt = fixture_runtime(&mirror, &fixture_debs());
+    let first = runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &s.cache,
+        &[Arch::Amd64],
+        EPOCH,
+        Mode::Online,
+    )
+    .unwrap();
+    for p in &rt.lock.packages {
+        std::fs::remove_file(s.cache.path(&p.sha256)).unwrap();
+    }
+    let second = runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &s.cache,
+        &[Arch::Amd64],
+        EPOCH,
+        Mode::Offline,
+    )
+    .unwrap();
+    assert!(second[&Arch::Amd64].cached);
+    assert_eq!(first[&Arch::Amd64].layer, second[&Arch::Amd64].layer);
+
+    let addon =
+        xtask::addon::AddonConfig::load(&workspace().join("addon").join("config.yaml")).unwrap();
+    let image = |bytes: &[u8]| {
+        let r = &second[&Arch::Amd64];
+        xtask::image::assemble_on(
+            &s.store,
+            &addon,
+            &xtask::build::Binary {
+                arch: Arch::Amd64,
+                path: "fluxion-main".into(),
+                bytes: bytes.to_vec(),
+            },
+            EPOCH,
+            Some(xtask::image::Base {
+                layer: &r.layer,
+                listing: &r.listing,
+                created_by: "runtime",
+            }),
+        )
+        .unwrap()
+    };
+    let (a, b) = (image(b"app version 1"), image(b"app version 2"));
+    assert_eq!(a.layers.len(), 2);
+    assert_eq!(a.layers[0], b.layers[0], "runtime layer unchanged");
+    assert_eq!(a.layers[0], first[&Arch::Amd64].layer);
+    assert_ne!(
+        a.layers[1].diff_id, b.layers[1].diff_id,
+        "app layer changed"
+    );
+    // The config lists the runtime layer first (bottom), then the app.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&a.config.path).unwrap()).unwrap();
+    assert_eq!(cfg["rootfs"]["diff_ids"][0], a.layers[0].diff_id.as_str());
+    assert_eq!(cfg["rootfs"]["diff_ids"][1], a.layers[1].diff_id.as_str());
+    assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
+}
+
+fn merge_err(name: &str, entries: &[E<'_>]) -> String {
+    let bytes = fixture::deb(name, entries, Comp::Gz);
+    let l = locked(name, &bytes);
+    let err = rlayer::merge(&[Package { locked: &l, bytes }], &Prune::default()).unwrap_err();
+    format!("{err:#}")
+}
+
+#[test]
+fn hostile_packages_are_refused() {
+    let e = merge_err(
+        "evil-dotdot",
+        &[E::Dir("./", 0o755), E::File("./../escape", 0o644, b"x")],
+    );
+    assert!(e.contains("evil-dotdot") && e.contains("../escape"), "{e}");
+    let e = merge_err("evil-abs", &[E::File("/etc/cron.d/x", 0o644, b"x")]);
+    assert!(e.contains("evil-abs") && e.contains("absolute path"), "{e}");
+    let e = merge_err(
+        "evil-link",
+        &[
+            E::Dir("./etc/", 0o755),
+            E::Symlink("./etc/evil", "/home/user/.ssh/id_ed25519"),
+        ],
+    );
+    assert!(
+        e.contains("evil-link") && e.contains("/etc/evil") && e.contains("outside"),
+        "{e}"
+    );
+    let e = merge_err(
+        "evil-rel",
+        &[
+            E::Dir("./etc/", 0o755),
+            E::Symlink("./etc/up", "../../../etc/shadow"),
+        ],
+    );
+    assert!(
+        e.contains("evil-rel") && e.contains("outside the root"),
+        "{e}"
+    );
+    // A symlink to a directory, then an entry through it: would write outside via the link.
+    let e = merge_err(
+        "evil-through",
+        &[
+            E::Symlink("./etc", "/tmp"),
+            E::Dir("./tmp/", 0o1777),
+            E::File("./etc/passwd", 0o644, b"x"),
+        ],
+    );
+    assert!(
+        e.contains("evil-through") && e.contains("etc/passwd"),
+        "{e}"
+    );
+    let e = merge_err("evil-dev", &[E::CharDev("./dev/mem")]);
+    assert!(e.contains("evil-dev") && e.contains("device node"), "{e}");
+}
+
+#[test]
+fn the_same_path_from_two_packages_must_agree() {
+    let a = fixture::deb("pkg-a", &[E::File("./etc/x", 0o644, b"one")], Comp::Gz);
+    let b = fixture::deb("pkg-b", &[E::File("./etc/x", 0o644, b"two")], Comp::Gz);
+    let (la, lb) = (locked("pkg-a", &a), locked("pkg-b", &b));
+    let err = rlayer::merge(
+        &[
+            Package {
+                locked: &la,
+                bytes: a,
+            },
+            Package {
+                locked: &lb,
+                bytes: b,
+            },
+        ],
+        &Prune::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("pkg-a") && err.contains("pkg-b") && err.contains("etc/x"),
+        "{err}"
+    );
+}
+
+/// A truncated .deb in the cache is detected: re-fetched when online, reported when offline.
+#[test]
+fn truncated_cached_deb_is_refetched_or_reported() {
+    use xtask::image::arch::Arch;
+    let s = scratch();
+    let mirror = Mirror::start();
+    let rt = fixture_runtime(&mirror, &fixture_debs());
+    runtime::fetch(&rt, &s.cache, &[Arch::Amd64], Mode::Online).unwrap();
+    let victim = &rt.lock.packages[1];
+    let path = s.cache.path(&victim.sha256);
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+
+    // Offline: one error naming the package and the command to run; nothing written.
+    let err = runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &s.cache,
+        &[Arch::Amd64],
+        EPOCH,
+        Mode::Offline,
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("fx-shell 1.0-1 (amd64)") && err.contains("cargo xtask fetch"),
+        "{err}"
+    );
+    assert!(!path.exists(), "the truncated file was removed, not used");
+
+    // Online: fetched again from the (loopback) mirror, and the build works.
+    std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+    let before = mirror.hits.lock().unwrap().len();
+    runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &s.cache,
+        &[Arch::Amd64],
+        EPOCH,
+        Mode::Online,
+    )
+    .unwrap();
+    let hits = mirror.hits.lock().unwrap()[before..].to_vec();
+    assert_eq!(hits, [victim.filename.clone()]);
+    assert_eq!(std::fs::read(&path).unwrap(), full);
+}
+
+/// A lock whose sha256 was tampered with fails the build before any layer is written, and
+/// the mismatching download is not cached.
+#[test]
+fn tampered_lock_fails_before_any_layer_is_written() {
+    use xtask::image::arch::Arch;
+    let s = scratch();
+    let mirror = Mirror::start();
+    let mut rt = fixture_runtime(&mirror, &fixture_debs());
+    let bad = "f".repeat(64);
+    rt.lock.packages[2].sha256 = bad.clone();
+    let err = runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &s.cache,
+        &[Arch::Amd64],
+        EPOCH,
+        Mode::Online,
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("fx-zst") && err.contains(&bad), "{err}");
+    let blobs: Vec<_> = std::fs::read_dir(s.ws.images_dir().join("blobs").join("sha256"))
+        .unwrap()
+        .collect();
+    assert!(blobs.is_empty(), "no layer written: {blobs:?}");
+    assert!(!s.ws.images_dir().join("runtime-cache").exists());
+    assert!(!s.cache.path(&bad).exists());
+}

@@ -12,6 +12,10 @@ use crate::workspace::Workspace;
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+        // No network: the committed lock must cover the declaration before anything builds.
+        step("lock --check", || {
+            crate::runtime::Runtime::load(&ws.root).map(|_| ())
+        })?;
         step("cargo fmt --check", || {
             cmd!(sh, "cargo fmt --all --check")
                 .run()

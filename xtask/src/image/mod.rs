@@ -44,15 +44,47 @@ pub fn assemble(
     binary: &Binary,
     epoch: Epoch,
 ) -> anyhow::Result<Image> {
+    assemble_on(store, addon, binary, epoch, None)
+}
+
+/// A layer below the app layer (the runtime layer, issue 3) and what it contains.
+pub struct Base<'a> {
+    pub layer: &'a Layer,
+    pub listing: &'a crate::runtime::layer::Listing,
+    pub created_by: &'a str,
+}
+
+/// `assemble` with an optional base layer under the app layer: rootfs lists the base first.
+pub fn assemble_on(
+    store: &BlobStore,
+    addon: &AddonConfig,
+    binary: &Binary,
+    epoch: Epoch,
+    base: Option<Base<'_>>,
+) -> anyhow::Result<Image> {
     let arch = binary.arch;
-    let app = app::tree(binary)?
+    let app_tree = app::tree(binary)?;
+    if let Some(b) = &base {
+        crate::runtime::layer::check_app_over_runtime(b.listing, &app_tree)
+            .with_context(|| format!("stacking the app layer on the runtime layer for {arch}"))?;
+    }
+    let app = app_tree
         .write_layer(store, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
-    let layers = vec![app];
-    let infos = [config::LayerInfo {
-        layer: &layers[0],
-        created_by: "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data",
-    }];
+    let app_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
+    let mut layers = Vec::new();
+    let mut by = Vec::new();
+    if let Some(b) = &base {
+        layers.push(b.layer.clone());
+        by.push(b.created_by);
+    }
+    layers.push(app);
+    by.push(app_by);
+    let infos: Vec<config::LayerInfo<'_>> = layers
+        .iter()
+        .zip(by)
+        .map(|(layer, created_by)| config::LayerInfo { layer, created_by })
+        .collect();
     let cfg = config::build(arch, &addon.labels(arch, epoch), &infos, epoch)?;
     let config = store.put(&json::to_canonical(&cfg), config::MEDIA_TYPE)?;
     let layer_blobs: Vec<&Blob> = layers.iter().map(|l| &l.blob).collect();

@@ -1,6 +1,7 @@
 //! Test support: skip-or-fail for missing tools and network, found on PATH; a private dockerd
 //! stopped by PID in Drop.
 #![allow(dead_code)]
+pub mod fixture;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
