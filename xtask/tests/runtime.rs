@@ -622,7 +622,7 @@ fn truncated_cached_deb_is_refetched_or_reported() {
     )
     .unwrap();
     let hits = mirror.hits.lock().unwrap()[before..].to_vec();
-    assert_eq!(hits, [victim.filename.clone()]);
+    assert_eq!(hits, std::slice::from_ref(&victim.filename));
     assert_eq!(std::fs::read(&path).unwrap(), full);
 }
 
