@@ -655,3 +655,101 @@ fn tampered_lock_fails_before_any_layer_is_written() {
     assert!(!s.ws.images_dir().join("runtime-cache").exists());
     assert!(!s.cache.path(&bad).exists());
 }
+
+// ---- the real runtime layers, run with real tools ----
+
+/// network (first run only): both images' runtime works — bash, coreutils, the user table —
+/// amd64 natively and arm64 through qemu-user binfmt, each under a private dockerd.
+#[test]
+fn real_images_run_bash_and_coreutils_under_docker() {
+    use xtask::image::arch::Arch;
+    let rt = Runtime::load(&workspace()).unwrap();
+    let wanted: Vec<Wanted> = Arch::ALL.iter().flat_map(|&a| rt.wanted(a)).collect();
+    let Some(cache) = cache_with(&wanted, rt.decl.mirror()) else {
+        return;
+    };
+    let Some(docker) = support::Dockerd::start() else {
+        return;
+    };
+    let s = scratch();
+    let layers = runtime::layers(
+        &s.ws,
+        &s.store,
+        &rt,
+        &cache,
+        &Arch::ALL,
+        EPOCH,
+        Mode::Offline,
+    )
+    .unwrap();
+    let addon =
+        xtask::addon::AddonConfig::load(&workspace().join("addon").join("config.yaml")).unwrap();
+    for arch in Arch::ALL {
+        if arch == Arch::Aarch64 && !support::arm64_binfmt() {
+            continue;
+        }
+        let r = &layers[&arch];
+        let image = xtask::image::assemble_on(
+            &s.store,
+            &addon,
+            &xtask::build::Binary {
+                arch,
+                path: "fluxion-main".into(),
+                // The runtime is under test, not the service: any bytes do for the app.
+                bytes: b"not the service".to_vec(),
+            },
+            EPOCH,
+            Some(xtask::image::Base {
+                layer: &r.layer,
+                listing: &r.listing,
+                created_by: "runtime",
+            }),
+        )
+        .unwrap();
+        let tag = format!("fluxion-runtime-test:{arch}");
+        let archive = s.ws.images_dir().join(format!("{arch}.tar"));
+        xtask::publish::docker_archive::write(&archive, &[(&image, vec![tag.clone()])], EPOCH)
+            .unwrap();
+        docker.load(&archive);
+        let script = "echo ok; ls /bin | head; id -u; id -un; printf hi | sha256sum; cat /etc/debian_version; uname -m";
+        let platform = arch.platform();
+        let (ok, out) = docker.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--platform",
+            &platform,
+            &tag,
+            "/bin/bash",
+            "-c",
+            script,
+        ]);
+        assert!(ok, "{arch}: docker run failed: {out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "ok", "{arch}: {out}");
+        assert!(
+            lines[1..11].contains(&"bash") && lines[1..11].contains(&"cat"),
+            "{arch}: ls /bin: {out}"
+        );
+        assert!(
+            lines.contains(&"0") && lines.contains(&"root"),
+            "{arch}: id: {out}"
+        );
+        assert!(
+            out.contains("8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4  -"),
+            "{arch}: sha256sum: {out}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("12.")),
+            "{arch}: debian_version: {out}"
+        );
+        let machine = if arch == Arch::Amd64 {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
+        assert_eq!(lines.last().copied(), Some(machine), "{arch}: {out}");
+        eprintln!("{arch}: ran under docker:\n{out}");
+    }
+}

@@ -127,3 +127,35 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
     }
 }
+
+/// qemu-user for arm64 binaries via binfmt_misc: present, or registered here under CI=true
+/// (from qemu-user-static's /usr/lib/binfmt.d/qemu-aarch64.conf), else skip.
+pub fn arm64_binfmt() -> bool {
+    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+    if entry.exists() {
+        return true;
+    }
+    if in_ci() {
+        let reg = Path::new("/proc/sys/fs/binfmt_misc/register");
+        if !reg.exists() {
+            let _ = Command::new("mount")
+                .args([
+                    "-t",
+                    "binfmt_misc",
+                    "binfmt_misc",
+                    "/proc/sys/fs/binfmt_misc",
+                ])
+                .status();
+        }
+        if let Ok(conf) = std::fs::read_to_string("/usr/lib/binfmt.d/qemu-aarch64.conf") {
+            if let Some(line) = conf.lines().find(|l| l.starts_with(':')) {
+                let _ = std::fs::write(reg, line);
+            }
+        }
+        if entry.exists() {
+            return true;
+        }
+    }
+    skip_or_fail("binfmt_misc has no qemu-aarch64 entry (install qemu-user-static)");
+    false
+}
