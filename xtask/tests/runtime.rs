@@ -494,6 +494,35 @@ fn app_only_change_keeps_the_runtime_layer() {
     assert_eq!(cfg["rootfs"]["diff_ids"][0], a.layers[0].diff_id.as_str());
     assert_eq!(cfg["rootfs"]["diff_ids"][1], a.layers[1].diff_id.as_str());
     assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
+
+    // A later commit (a later build epoch, past the lock's release date) leaves the runtime
+    // layer as it is: its entries are dated by the release, clamped to the epoch.
+    let later = |e| {
+        runtime::layers(
+            &s.ws,
+            &s.store,
+            &rt,
+            &s.cache,
+            &[Arch::Amd64],
+            Epoch(e),
+            Mode::Online,
+        )
+        .unwrap()[&Arch::Amd64]
+            .layer
+            .clone()
+    };
+    let (x, y) = (later(1_800_000_000), later(1_900_000_000));
+    assert_eq!(x, y);
+    assert_ne!(
+        x.diff_id,
+        first[&Arch::Amd64].layer.diff_id,
+        "epoch 1.7e9 predates the release: clamped"
+    );
+    let entries = tar_entries(&std::fs::read(&x.blob.path).unwrap());
+    assert!(
+        entries.iter().all(|e| e.3 == 1_762_595_164),
+        "dated by the release"
+    );
 }
 
 fn merge_err(name: &str, entries: &[E<'_>]) -> String {

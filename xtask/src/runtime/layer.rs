@@ -26,9 +26,29 @@ pub struct Package<'a> {
 pub fn merge(packages: &[Package<'_>], prune: &Prune) -> anyhow::Result<Tree> {
     let mut tree = Tree::new();
     let mut owner: BTreeMap<String, &str> = BTreeMap::new();
-    for p in packages {
+    // Decompressing data.tar.xz dominates; packages are independent, so read them on all
+    // cores, then merge in lock order (the order, not the threads, decides the result).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = packages.len().div_ceil(threads).max(1);
+    let read: Vec<anyhow::Result<Vec<deb::Entry>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = packages
+            .chunks(chunk)
+            .map(|ps| {
+                s.spawn(move || {
+                    ps.iter()
+                        .map(|p| deb::read(&p.locked.name, &p.bytes, prune))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a .deb reader thread panicked"))
+            .collect()
+    });
+    for (p, entries) in packages.iter().zip(read) {
         let name = p.locked.name.as_str();
-        for e in deb::read(name, &p.bytes, prune)? {
+        for e in entries? {
             if let Some(prev) = owner.get(e.path.as_str()) {
                 let old = tree.get(&e.path).expect("owned paths are in the tree");
                 if !same(old, &e.node) {
@@ -218,7 +238,8 @@ impl Inputs<'_> {
 }
 
 /// The compressor identity for the cache key: the gzip settings of `Tree::write_layer` plus
-/// the flate2 and miniz_oxide versions pinned in Cargo.lock.
+/// the versions of flate2 and of both of its pure-Rust backends pinned in Cargo.lock (pgp
+/// enables flate2's `zlib-rs` feature, which flate2 then prefers over miniz_oxide).
 pub fn compressor_identity(workspace_root: &Path) -> String {
     let lock = std::fs::read_to_string(workspace_root.join("Cargo.lock")).unwrap_or_default();
     let version = |name: &str| {
@@ -229,8 +250,9 @@ pub fn compressor_identity(workspace_root: &Path) -> String {
             .to_owned()
     };
     format!(
-        "gzip level 6 mtime 0 os 255; flate2 {}; miniz_oxide {}",
+        "gzip level 6 mtime 0 os 255; flate2 {}; zlib-rs {}; miniz_oxide {}",
         version("flate2"),
+        version("zlib-rs"),
         version("miniz_oxide")
     )
 }
@@ -311,8 +333,10 @@ pub fn build(
     prune: &Prune,
     epoch: Epoch,
 ) -> anyhow::Result<(Layer, Listing)> {
+    let t = std::time::Instant::now();
     let tree = merge(packages, prune)
         .with_context(|| format!("assembling the runtime layer for {arch}"))?;
+    tracing::debug!(%arch, took = ?t.elapsed(), entries = tree.len(), "unpacked and merged");
     let layer = tree
         .write_layer(store, epoch)
         .with_context(|| format!("writing the runtime layer for {arch}"))?;

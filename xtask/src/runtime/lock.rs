@@ -363,6 +363,20 @@ pub fn release_date_key(date: &str) -> anyhow::Result<(u32, u32, u32, u32, u32, 
     ))
 }
 
+/// The release `Date:` as seconds since the Unix epoch.
+pub fn release_date_unix(date: &str) -> anyhow::Result<u64> {
+    let (y, mo, d, h, mi, s) = release_date_key(date)?;
+    let bad = || anyhow::anyhow!("release date {date:?} is out of range");
+    let month = time::Month::try_from(mo as u8).map_err(|_| bad())?;
+    let day = time::Date::from_calendar_date(y as i32, month, d as u8).map_err(|_| bad())?;
+    let t = day
+        .with_hms(h as u8, mi as u8, s as u8)
+        .map_err(|_| bad())?
+        .assume_utc()
+        .unix_timestamp();
+    u64::try_from(t).map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +504,11 @@ prune = ["usr/share/doc"]
         let b = release_date_key("Sat, 10 Jan 2026 10:00:00 UTC").unwrap();
         assert!(a < b);
         assert!(release_date_key("yesterday").is_err());
+        // date -d 'Sat, 08 Nov 2025 09:46:04 UTC' +%s
+        assert_eq!(
+            release_date_unix("Sat, 08 Nov 2025 09:46:04 UTC").unwrap(),
+            1_762_595_164
+        );
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn layers(
     epoch: Epoch,
     mode: Mode,
 ) -> anyhow::Result<BTreeMap<Arch, Ready>> {
+    let epoch = layer_epoch(&rt.lock, epoch);
     let layer_cache = LayerCache::new(&ws.images_dir().join("runtime-cache"));
     let compressor = layer::compressor_identity(&ws.root);
     let mut out = BTreeMap::new();
@@ -156,6 +157,7 @@ pub fn layers(
         .flat_map(|(_, _, l)| l.iter().map(|p| wanted(p)))
         .collect();
     cache.ensure(&Net::new(), rt.decl.mirror(), &all, mode)?;
+    let t = std::time::Instant::now();
     let mut loaded = Vec::new();
     for (arch, key, locked) in todo {
         let packages = locked
@@ -171,10 +173,12 @@ pub fn layers(
             .collect::<anyhow::Result<Vec<_>>>()?;
         loaded.push((arch, key, packages));
     }
+    tracing::debug!(took = ?t.elapsed(), "loaded and verified the .debs");
     for (arch, key, packages) in loaded {
+        let t = std::time::Instant::now();
         let (layer, listing) = layer::build(store, arch, &packages, &rt.prune, epoch)?;
         layer_cache.put(&key, &layer, &listing)?;
-        tracing::info!(%arch, packages = packages.len(), diff_id = %layer.diff_id, "runtime layer built");
+        tracing::info!(%arch, packages = packages.len(), diff_id = %layer.diff_id, took = ?t.elapsed(), "runtime layer built");
         out.insert(
             arch,
             Ready {
@@ -186,6 +190,18 @@ pub fn layers(
         );
     }
     Ok(out)
+}
+
+/// The mtime of the runtime layer's entries: the locked release's date, clamped to the build
+/// epoch (SOURCE_DATE_EPOCH semantics: never later than it). With the commit time as epoch,
+/// every commit would otherwise give the runtime layer a new digest, and every add-on update
+/// would make users download bash and libc again; this way the runtime layer changes only
+/// when the lock does, and is still a pure function of the inputs.
+pub fn layer_epoch(lock: &Lock, build: Epoch) -> Epoch {
+    match lock::release_date_unix(&lock.source.date) {
+        Ok(t) => Epoch(t.min(build.0)),
+        Err(_) => build,
+    }
 }
 
 /// Where a suite's files are on the mirror.
