@@ -304,6 +304,103 @@ mod tests {
         );
     }
 
+    use pgp::composed::{EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+    use pgp::types::Password;
+
+    /// A throwaway Ed25519 key: primary (signing only if `primary_signs`) + a signing subkey.
+    fn key(primary_signs: bool) -> pgp::composed::SignedSecretKey {
+        let mut sub = SubkeyParamsBuilder::default();
+        sub.key_type(KeyType::Ed25519Legacy)
+            .can_sign(true)
+            .can_encrypt(EncryptionCaps::None)
+            .can_authenticate(false);
+        let mut p = SecretKeyParamsBuilder::default();
+        p.key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(primary_signs)
+            .can_encrypt(EncryptionCaps::None)
+            .primary_user_id("Test Archive Key <test@example.invalid>".into())
+            .subkeys(vec![sub.build().unwrap()]);
+        p.build().unwrap().generate(rand::thread_rng()).unwrap()
+    }
+
+    fn keyring_of(k: &pgp::composed::SignedSecretKey) -> Keyring {
+        Keyring {
+            keys: vec![k.to_public_key()],
+        }
+    }
+
+    fn sign(text: &str, signer: &impl pgp::types::SigningKey) -> String {
+        CleartextSignedMessage::sign(rand::thread_rng(), text, signer, &Password::empty())
+            .unwrap()
+            .to_armored_string(Default::default())
+            .unwrap()
+    }
+
+    const RELEASE: &str = "Origin: Test\nCodename: bookworm\nDate: Sat, 08 Nov 2025 09:46:04 UTC\n";
+
+    #[test]
+    fn policy_subkey_signature_is_trusted_by_primary() {
+        let k = key(false);
+        let msg = sign(RELEASE, &k.secret_subkeys[0].key);
+        let (text, good) = keyring_of(&k)
+            .verify_inrelease(&msg, Timestamp::now())
+            .unwrap();
+        assert_eq!(text.trim_end(), RELEASE.trim_end());
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].primary, hex(&k.fingerprint()));
+        assert_ne!(good[0].signer, good[0].primary, "made by the subkey");
+        // Another key's keyring does not trust it.
+        let other = key(true);
+        let err = keyring_of(&other)
+            .verify_inrelease(&msg, Timestamp::now())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no signature by a trusted"),
+            "{err}"
+        );
+        // A changed byte is a bad signature, not a skipped one.
+        let tampered = msg.replace("Origin: Test", "Origin: Tesx");
+        let err = keyring_of(&k)
+            .verify_inrelease(&tampered, Timestamp::now())
+            .unwrap_err();
+        assert!(err.to_string().contains("not authentic"), "{err:#}");
+    }
+
+    #[test]
+    fn policy_primary_without_sign_flag_is_refused() {
+        let k = key(false);
+        let msg = sign(RELEASE, &k.primary_key);
+        let err = keyring_of(&k)
+            .verify_inrelease(&msg, Timestamp::now())
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not marked for signing"),
+            "{err:#}"
+        );
+        let k = key(true);
+        let msg = sign(RELEASE, &k.primary_key);
+        assert!(keyring_of(&k)
+            .verify_inrelease(&msg, Timestamp::now())
+            .is_ok());
+    }
+
+    #[test]
+    fn policy_expiry() {
+        let created = Timestamp::from_secs(1_000);
+        let week = Some(pgp::types::Duration::from_secs(7 * 86_400));
+        let now = Timestamp::from_secs(2_000);
+        assert!(check_expiry("k", created, week, 1_500, now).is_ok());
+        assert!(check_expiry("k", created, None, 1_500, Timestamp::from_secs(u32::MAX)).is_ok());
+        assert!(
+            check_expiry("k", created, week, 500, now).is_err(),
+            "predates the key"
+        );
+        let late = Timestamp::from_secs(1_000 + 8 * 86_400);
+        let e = check_expiry("the subkey", created, week, 1_500, late).unwrap_err();
+        assert!(e.to_string().contains("the subkey expired"), "{e}");
+    }
+
     #[test]
     fn rejects_unsigned_and_garbage() {
         let k = shipped();
