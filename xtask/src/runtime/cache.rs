@@ -172,7 +172,23 @@ impl Cache {
                     };
                     let url = format!("{}/{}", mirror.trim_end_matches('/'), w.url_path);
                     if let Err(e) = self.download_one(net, &url, w, &bar) {
-                        errors.lock().expect("error lock").push(format!("{e:#}"));
+                        let gone = e.chain().any(|c| {
+                            matches!(
+                                c.downcast_ref::<ureq::Error>(),
+                                Some(ureq::Error::StatusCode(404))
+                            )
+                        });
+                        let hint = if gone {
+                            " (the mirror no longer has this version: Debian drops superseded \
+                             packages at point releases; run `cargo xtask lock` and commit the new \
+                             addon/runtime.lock)"
+                        } else {
+                            ""
+                        };
+                        errors
+                            .lock()
+                            .expect("error lock")
+                            .push(format!("{e:#}{hint}"));
                     }
                 });
             }
