@@ -24,6 +24,8 @@ pub enum Cmd {
     Ci(Ci),
     Lint(Lint),
     Meta(Meta),
+    Lock(Lock),
+    Fetch(Fetch),
 }
 
 /// Build the add-on images as docker-archive tarballs in target/images (+ result-<arch> links).
@@ -115,12 +117,45 @@ pub struct Meta {
     pub out: Option<PathBuf>,
 }
 
+/// Resolve addon/runtime.toml against the signed Debian release and write addon/runtime.lock.
+#[derive(Debug, clap::Args)]
+pub struct Lock {
+    /// Only check (no network) that addon/runtime.lock covers addon/runtime.toml.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Download the .debs addon/runtime.lock lists into the download cache (verified by sha256).
+#[derive(Debug, clap::Args)]
+pub struct Fetch {
+    /// Which architecture(s) to fetch for.
+    #[arg(long, value_enum, default_value_t = ArchSel::All)]
+    pub arch: ArchSel,
+    /// Only check that the cache holds every package, intact; download nothing.
+    #[arg(long)]
+    pub offline: bool,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildOpts {
     /// How to compile fluxion-main: `cargo` (rustup targets + rust-lld), `cross`, or `auto`
     /// (cross only when a Cross.toml asks for it, else cargo).
     #[arg(long, value_enum, default_value_t = BuilderKind::Auto)]
     pub builder: BuilderKind,
+    /// Use only the download cache for the runtime layer's .debs (also automatic when the
+    /// mirror is unreachable); a missing package is an error naming `cargo xtask fetch`.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl BuildOpts {
+    pub fn cache_mode(&self) -> crate::runtime::cache::Mode {
+        if self.offline {
+            crate::runtime::cache::Mode::Offline
+        } else {
+            crate::runtime::cache::Mode::Online
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,4 +10,5 @@ pub mod gitlab_local;
 pub mod image;
 pub mod publish;
 pub mod repro;
+pub mod runtime;
 pub mod workspace;

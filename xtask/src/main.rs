@@ -25,5 +25,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ci(cmd) => cmd.run(&sh, &ws),
         Cmd::Lint(cmd) => cmd.run(&sh, &ws),
         Cmd::Meta(cmd) => cmd.run(&sh, &ws),
+        Cmd::Lock(cmd) => cmd.run(&sh, &ws),
+        Cmd::Fetch(cmd) => cmd.run(&sh, &ws),
     }
 }

@@ -32,6 +32,11 @@ fn scratch(crate_version: &str, config_yaml: &str) -> tempfile::TempDir {
     );
     write("fluxion/src/main.rs", "fn main() {}\n");
     write("addon/config.yaml", config_yaml);
+    // The runtime layer's declaration and lock, as committed: the .debs come from the shared
+    // download cache (filled by the real workspace's build).
+    for f in ["addon/runtime.toml", "addon/runtime.lock"] {
+        std::fs::copy(support::workspace().join(f), d.join(f)).unwrap();
+    }
     dir
 }
 

@@ -25,6 +25,10 @@ impl flags::Ci {
             let addon = AddonConfig::load(&ws.addon_config())?;
             super::meta::check(&super::meta::default_path(ws), &super::meta::render(&addon))
         })?;
+        // No network: the committed lock must cover the declaration before anything builds.
+        step("lock --check", || {
+            crate::runtime::Runtime::load(&ws.root).map(|_| ())
+        })?;
         step("cargo fmt --check", || {
             cmd!(sh, "cargo fmt --all --check")
                 .run()

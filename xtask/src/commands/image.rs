@@ -13,6 +13,7 @@ use crate::image::index::{self, MultiArch};
 use crate::image::store::BlobStore;
 use crate::image::{self as img, json, Image};
 use crate::publish::{docker_archive, hybrid_archive, oci_layout};
+use crate::runtime::{self, cache::Cache, cache::Mode};
 use crate::workspace::Workspace;
 use crate::{atomic, build};
 
@@ -30,7 +31,14 @@ pub struct Built {
 impl flags::Image {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         let epoch = Epoch::discover(sh)?;
-        let built = build_images(sh, ws, &self.arch.arches(), self.build.builder, epoch)?;
+        let built = build_images_mode(
+            sh,
+            ws,
+            &self.arch.arches(),
+            self.build.builder,
+            epoch,
+            self.build.cache_mode(),
+        )?;
         print_summary(ws, &built, self.json);
         if built.len() > 1 {
             let multi = write_multi_arch(ws, &built, epoch)?;
@@ -49,19 +57,69 @@ pub fn build_images(
     builder: BuilderKind,
     epoch: Epoch,
 ) -> anyhow::Result<Vec<Built>> {
+    build_images_mode(sh, ws, arches, builder, epoch, Mode::Online)
+}
+
+/// `build_images`, saying whether the runtime layer's .debs may be downloaded.
+pub fn build_images_mode(
+    sh: &Shell,
+    ws: &Workspace,
+    arches: &[Arch],
+    builder: BuilderKind,
+    epoch: Epoch,
+    mode: Mode,
+) -> anyhow::Result<Vec<Built>> {
     let addon = AddonConfig::load(&ws.addon_config())?;
     addon.check_version(&ws.fluxion_version)?;
     for &arch in arches {
         addon.check_arch(arch)?;
     }
+    let rt = runtime::Runtime::load(&ws.root)?;
+    // Binaries first: a binary that fails its check (issue 2) must leave nothing written. Then
+    // the runtime layers: every .deb is fetched and verified (or the layer found in the layer
+    // cache) before any layer is written, so a bad lock still writes nothing.
     let binaries = build::build(sh, ws, arches, builder)?;
-
     let images_dir = ws.images_dir();
     let store = BlobStore::open(&images_dir.join("blobs").join("sha256"))?;
+    let runtime_layers = runtime::layers(
+        ws,
+        &store,
+        &rt,
+        &Cache::open_default()?,
+        arches,
+        epoch,
+        mode,
+    )?;
+
     let mut built = Vec::new();
     for binary in &binaries {
         let arch = binary.arch;
-        let image = img::assemble(&store, &addon, binary, epoch)?;
+        let rl = &runtime_layers[&arch];
+        let created_by = format!(
+            "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
+            rl.packages, rt.lock.source.suite
+        );
+        let image = img::assemble_on(
+            &store,
+            &addon,
+            binary,
+            epoch,
+            Some(img::Base {
+                layer: &rl.layer,
+                listing: &rl.listing,
+                created_by: &created_by,
+            }),
+        )?;
+        for (i, l) in image.layers.iter().enumerate() {
+            tracing::info!(
+                %arch,
+                layer = if i + 1 == image.layers.len() { "app" } else { "runtime" },
+                compressed = l.blob.size,
+                uncompressed = l.uncompressed_size,
+                diff_id = %l.diff_id,
+                "layer"
+            );
+        }
         let tag = format!("{REPO}:{arch}");
         let archive = images_dir.join(format!("{REPO}-{arch}.tar"));
         let written = docker_archive::write(&archive, &[(&image, vec![tag.clone()])], epoch)?;

@@ -151,8 +151,9 @@ impl Tree {
     /// bytes stream: tar -> sha256 (diff_id) -> gzip -> sha256 (digest) -> temp file.
     pub fn write_layer(&self, store: &BlobStore, epoch: Epoch) -> anyhow::Result<Layer> {
         let file = store.writer()?;
-        // The compressed digest depends on the compressor's implementation and level: flate2's
-        // pure-Rust miniz_oxide backend, pinned by Cargo.lock, at level 6. The gzip header has
+        // The compressed digest depends on the compressor's implementation and level: flate2
+        // with its pure-Rust zlib-rs backend (enabled by the pgp crate, and preferred by flate2
+        // over miniz_oxide), pinned by Cargo.lock, at level 6. The gzip header has
         // no file name, mtime 0 and a fixed OS byte (RFC 1952 2.3.1: 255 = unknown).
         let gz = GzBuilder::new()
             .mtime(0)

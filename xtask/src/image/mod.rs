@@ -45,12 +45,40 @@ pub fn assemble(
     binary: &Binary,
     epoch: Epoch,
 ) -> anyhow::Result<Image> {
+    assemble_on(store, addon, binary, epoch, None)
+}
+
+/// A layer below the app layer (the runtime layer, issue 3) and what it contains.
+pub struct Base<'a> {
+    pub layer: &'a Layer,
+    pub listing: &'a crate::runtime::layer::Listing,
+    pub created_by: &'a str,
+}
+
+/// `assemble` with an optional base layer under the app layer: rootfs lists the base first.
+pub fn assemble_on(
+    store: &BlobStore,
+    addon: &AddonConfig,
+    binary: &Binary,
+    epoch: Epoch,
+    base: Option<Base<'_>>,
+) -> anyhow::Result<Image> {
     let arch = binary.arch;
-    let app = app::tree(binary)?
+    let app_tree = app::tree(binary)?;
+    if let Some(b) = &base {
+        crate::runtime::layer::check_app_over_runtime(b.listing, &app_tree)
+            .with_context(|| format!("stacking the app layer on the runtime layer for {arch}"))?;
+    }
+    let app = app_tree
         .write_layer(store, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
-    let created_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
-    from_layers(store, addon, arch, vec![(app, created_by)], epoch)
+    let app_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
+    let mut layers: Vec<(Layer, &str)> = Vec::new();
+    if let Some(b) = &base {
+        layers.push((b.layer.clone(), b.created_by));
+    }
+    layers.push((app, app_by));
+    from_layers(store, addon, arch, layers, epoch)
 }
 
 /// Config and manifest over already-written layers (bottom first, each with what made it).

@@ -2,6 +2,7 @@
 //! in `Drop`), the reference schemas, and a small two-arch image fixture built through the
 //! library — the same assemble/publish code `cargo xtask image` runs, without compiling fluxion.
 #![allow(dead_code)] // each test binary uses a different part of this module
+pub mod fixture;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -490,5 +491,12 @@ pub fn ensure_binfmt_aarch64() -> Result<(), String> {
         Ok(())
     } else {
         Err("qemu-aarch64 binfmt entry did not appear".into())
+    }
+}
+
+impl Dockerd {
+    /// `docker load -i archive`, panicking with docker's output when it fails.
+    pub fn load(&self, archive: &Path) -> String {
+        run(self.docker().arg("load").arg("-i").arg(archive))
     }
 }
