@@ -22,5 +22,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Image(cmd) => cmd.run(&sh, &ws),
         Cmd::Load(cmd) => cmd.run(&sh, &ws),
         Cmd::Ci(cmd) => cmd.run(&sh, &ws),
+        Cmd::Bench(cmd) => cmd.run(&sh, &ws),
     }
 }

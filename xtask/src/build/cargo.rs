@@ -12,22 +12,9 @@ pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<
     for &arch in arches {
         ensure_target(sh, arch)?;
     }
-    let targets: Vec<String> = arches
-        .iter()
-        .flat_map(|a| ["--target".to_owned(), a.rust_target().to_owned()])
-        .collect();
-    // CARGO_ENCODED_RUSTFLAGS (0x1f-separated) keeps paths with spaces intact; it also wins
-    // over any RUSTFLAGS in the environment, which would change the bytes anyway.
-    let flags = remap_flags(ws).join("\x1f");
-    // One cargo invocation for all targets shares the jobserver across them.
-    let out = cmd!(
-        sh,
-        "cargo build --release --locked --package {PACKAGE} --bin {BIN} {targets...} --message-format=json-render-diagnostics"
-    )
-    .env("CARGO_ENCODED_RUSTFLAGS", flags)
-    .env_remove("RUSTFLAGS")
-    .read()
-    .with_context(|| format!("building {BIN} with cargo"))?;
+    let out = command(sh, ws, arches)
+        .read()
+        .with_context(|| format!("building {BIN} with cargo"))?;
 
     let mut found: Vec<(String, PathBuf)> = Vec::new();
     for line in out.lines() {
@@ -53,6 +40,25 @@ pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<
             }
         })
         .collect()
+}
+
+/// The cargo invocation that builds `fluxion-main` for `arches` (also timed by `cargo xtask
+/// bench` as the no-op baseline: the same flags, so it is a real no-op).
+pub fn command<'a>(sh: &'a Shell, ws: &Workspace, arches: &[Arch]) -> xshell::Cmd<'a> {
+    let targets: Vec<String> = arches
+        .iter()
+        .flat_map(|a| ["--target".to_owned(), a.rust_target().to_owned()])
+        .collect();
+    // CARGO_ENCODED_RUSTFLAGS (0x1f-separated) keeps paths with spaces intact; it also wins
+    // over any RUSTFLAGS in the environment, which would change the bytes anyway.
+    let flags = remap_flags(ws).join("\x1f");
+    // One cargo invocation for all targets shares the jobserver across them.
+    cmd!(
+        sh,
+        "cargo build --release --locked --package {PACKAGE} --bin {BIN} {targets...} --message-format=json-render-diagnostics"
+    )
+    .env("CARGO_ENCODED_RUSTFLAGS", flags)
+    .env_remove("RUSTFLAGS")
 }
 
 /// Add the rustup target when its standard library is missing (RUSTUP_AUTO_INSTALL may be 0).

@@ -1,6 +1,8 @@
 //! Step 2, assemble: layers, config and manifest per architecture, as blobs in the store.
 pub mod app;
 pub mod arch;
+pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod hash;
 pub mod json;
@@ -11,8 +13,9 @@ pub mod store;
 use anyhow::Context;
 
 use self::arch::Arch;
+use self::cache::LayerWriter;
 use self::layer::Layer;
-use self::store::{Blob, BlobStore};
+use self::store::Blob;
 use crate::addon::AddonConfig;
 use crate::build::Binary;
 use crate::epoch::Epoch;
@@ -38,15 +41,17 @@ impl Image {
     }
 }
 
+/// Assemble one image. Layers go through `writer` (store, compressor, layer cache: issue 7).
 pub fn assemble(
-    store: &BlobStore,
+    writer: &LayerWriter,
     addon: &AddonConfig,
     binary: &Binary,
     epoch: Epoch,
 ) -> anyhow::Result<Image> {
     let arch = binary.arch;
-    let app = app::tree(binary)?
-        .write_layer(store, epoch)
+    let store = &writer.store;
+    let app = writer
+        .write(&app::tree(binary)?, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
     let layers = vec![app];
     let infos = [config::LayerInfo {
