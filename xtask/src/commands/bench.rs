@@ -109,7 +109,7 @@ impl flags::Bench {
         let noop = noop(sh, ws, &arches, runs)?;
 
         tracing::info!("bench 3/4: app-only rebuild vs cold image step, in a scratch copy");
-        let app_only = app_only(sh, ws, &dir, epoch, runs)?;
+        let app_only = app_only(sh, ws, &dir, epoch, runs, &binaries)?;
 
         let report = Report {
             date: time::OffsetDateTime::now_utc()
@@ -298,32 +298,56 @@ impl Drop for Restore {
     }
 }
 
-/// 3: in a scratch copy of the workspace, the image step (no cargo) after a one-line change in
-/// fluxion/ vs the same step into an empty images dir.
+/// 3: the image step (no cargo) after a one-line change in fluxion/ vs the same step into an
+/// empty images dir. The change is made and compiled in a scratch copy of the workspace, so the
+/// user's fluxion/ is never modified, even on error or Ctrl-C.
 fn app_only(
     sh: &Shell,
     ws: &Workspace,
     dir: &Path,
     epoch: Epoch,
     runs: usize,
+    before_bins: &[Binary],
 ) -> anyhow::Result<AppOnly> {
     let copy = dir.join("workspace");
     repro::mirror(sh, ws, &copy)?;
+    let copy_target = copy.join("target");
+    let arches: Vec<Arch> = before_bins.iter().map(|b| b.arch).collect();
+    // Seed the copy's target dir with the workspace's compiled dependencies (a copy, never
+    // links into the user's), and build with the workspace's own flags: cargo then recompiles
+    // only the fluxion crate instead of every dependency.
+    // `release/` holds the host's build scripts and proc macros, the others the musl targets.
+    let seeds =
+        std::iter::once(PathBuf::new()).chain(arches.iter().map(|a| a.rust_target().into()));
+    for sub in seeds {
+        let (from, to) = (
+            ws.target_dir.join(&sub).join("release"),
+            copy_target.join(&sub),
+        );
+        if from.is_dir() && !to.join("release").exists() {
+            std::fs::create_dir_all(&to)?;
+            xshell::cmd!(sh, "cp -a --reflink=auto {from} {to}")
+                .quiet()
+                .run()
+                .context("seeding the scratch copy's target dir")?;
+        }
+    }
     let sh2 = Shell::new()?;
     sh2.change_dir(&copy);
     // Its own target dir, never the user's (their binaries stay as they are).
-    sh2.set_var("CARGO_TARGET_DIR", copy.join("target"));
-    let ws2 = Workspace::discover(&sh2)?;
-    let addon = AddonConfig::load(&ws2.addon_config())?;
-    let arches = Arch::ALL.to_vec();
-    tracing::info!(copy = %copy.display(), "bench: building in the scratch copy (its own target dir)");
-    let before_bins = build::build(&sh2, &ws2, &arches, BuilderKind::Cargo)?;
+    sh2.set_var("CARGO_TARGET_DIR", &copy_target);
+    let addon = AddonConfig::load(&ws.addon_config())?;
+    let ws2 = Workspace {
+        root: copy.clone(),
+        target_dir: copy_target.clone(),
+        fluxion_version: ws.fluxion_version.clone(),
+    };
     let images = ws2.images_dir();
 
     let cold = bench::measure(
         runs,
         || bench::remove_dir(&images),
-        || image_step(&ws2, &addon, &before_bins, epoch, Compression::Gzip).map(drop),
+        || image_step(&ws2, &addon, before_bins, epoch, Compression::Gzip).map(drop),
     )?;
     let snapshot_dir = dir.join("images-before-change");
     bench::copy_dir(&images, &snapshot_dir)?;
@@ -334,10 +358,18 @@ fn app_only(
     if !text.contains(EDIT_FROM) {
         bail!("{EDIT_FILE} no longer contains {EDIT_FROM}; update EDIT_FROM in commands/bench.rs");
     }
+    tracing::info!(copy = %copy.display(), "bench: compiling the one-line change in the scratch copy");
     let changed_bins = {
         let _restore = Restore(file.clone(), original.clone());
         std::fs::write(&file, text.replacen(EDIT_FROM, EDIT_TO, 1))?;
-        build::build(&sh2, &ws2, &arches, BuilderKind::Cargo)?
+        build::cargo::build(&sh2, ws, &arches)?
+            .into_iter()
+            .zip(&arches)
+            .map(|(path, &arch)| {
+                let bytes = std::fs::read(&path)?;
+                Ok(Binary { arch, path, bytes })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
     };
     for (a, b) in before_bins.iter().zip(&changed_bins) {
         if a.bytes == b.bytes {

@@ -51,7 +51,7 @@ impl LayerCache {
         let e: Entry = serde_json::from_slice(&bytes).ok()?;
         let path = store.path(&e.digest);
         let meta = std::fs::metadata(&path).ok()?;
-        (meta.is_file() && meta.len() == e.size).then(|| Layer {
+        (meta.is_file() && meta.len() == e.size).then_some(Layer {
             blob: Blob {
                 digest: e.digest,
                 size: e.size,
