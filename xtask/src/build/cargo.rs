@@ -9,12 +9,24 @@ use crate::image::arch::Arch;
 use crate::workspace::Workspace;
 
 pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<PathBuf>> {
-    for &arch in arches {
-        ensure_target(sh, arch)?;
-    }
-    let out = command(sh, ws, arches)
-        .read()
-        .with_context(|| format!("building {BIN} with cargo"))?;
+    // Asking rustc whether a target's standard library is there costs a process start per
+    // arch, a third of a no-op rebuild (issue 7): build first, and only when that fails look
+    // for (and add) a missing target, then build again.
+    let out = match command(sh, ws, arches).read() {
+        Ok(out) => out,
+        Err(first) => {
+            let mut added = false;
+            for &arch in arches {
+                added |= ensure_target(sh, arch)?;
+            }
+            if !added {
+                return Err(first).with_context(|| format!("building {BIN} with cargo"));
+            }
+            command(sh, ws, arches)
+                .read()
+                .with_context(|| format!("building {BIN} with cargo"))?
+        }
+    };
 
     let mut found: Vec<(String, PathBuf)> = Vec::new();
     for line in out.lines() {
@@ -61,15 +73,16 @@ pub fn command<'a>(sh: &'a Shell, ws: &Workspace, arches: &[Arch]) -> xshell::Cm
     .env_remove("RUSTFLAGS")
 }
 
-/// Add the rustup target when its standard library is missing (RUSTUP_AUTO_INSTALL may be 0).
-fn ensure_target(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
+/// Add the rustup target when its standard library is missing (RUSTUP_AUTO_INSTALL may be 0);
+/// true when it was added.
+fn ensure_target(sh: &Shell, arch: Arch) -> anyhow::Result<bool> {
     let target = arch.rust_target();
     let libdir = cmd!(sh, "rustc --print target-libdir --target {target}")
         .quiet()
         .read()
         .with_context(|| format!("asking rustc where the {target} standard library is"))?;
     if std::path::Path::new(libdir.trim()).is_dir() {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!("adding the rustup target {target}");
     cmd!(sh, "rustup target add {target}")
@@ -79,5 +92,6 @@ fn ensure_target(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
             "the Rust standard library for {target} is missing and `rustup target add {target}` \
              failed; install it, or use --builder cross"
         )
-        })
+        })?;
+    Ok(true)
 }

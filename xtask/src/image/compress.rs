@@ -12,7 +12,7 @@ use flate2::GzBuilder;
 pub use super::layer::MEDIA_TYPE_TAR_GZIP;
 pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
-/// flate2 (pure-Rust miniz_oxide backend) at level 6, what `gzip -6` and Docker use.
+/// flate2 (pure-Rust zlib-rs backend) at level 6, what `gzip -6` and Docker use.
 pub const GZIP_LEVEL: u32 = 6;
 /// zstd level 9: smaller than gzip -6 and still faster (measured by `cargo xtask bench`).
 pub const ZSTD_LEVEL: i32 = 9;
@@ -37,13 +37,13 @@ impl Compression {
 
     /// Algorithm, level and the versions of the code that compresses (from Cargo.lock, which
     /// pins them; the zstd C library version as linked), e.g.
-    /// `gzip-6 flate2-1.1.11 miniz_oxide-0.9.1`.
+    /// `gzip-6 flate2-1.1.11 zlib-rs-0.6.8 header(mtime=0,os=255)`.
     pub fn identity(self) -> String {
         match self {
             Compression::Gzip => format!(
-                "gzip-{GZIP_LEVEL} flate2-{} miniz_oxide-{} header(mtime=0,os=255)",
+                "gzip-{GZIP_LEVEL} flate2-{} zlib-rs-{} header(mtime=0,os=255)",
                 locked_version("flate2"),
-                locked_version("miniz_oxide")
+                locked_version("zlib-rs")
             ),
             Compression::Zstd => format!(
                 "zstd-{ZSTD_LEVEL} zstd-{} zstd-safe-{} libzstd-{} checksum=1",
