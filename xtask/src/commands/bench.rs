@@ -383,6 +383,8 @@ fn app_only(
         runs,
         || {
             bench::copy_dir(&snapshot_dir, &images)?;
+            // Flush the copy now, or the step's own fsyncs would pay for it.
+            let _ = Command::new("sync").status();
             snap = bench::snapshot(&images)?;
             Ok(())
         },
