@@ -288,8 +288,9 @@ fn noop(sh: &Shell, ws: &Workspace, arches: &[Arch], runs: usize) -> anyhow::Res
     })
 }
 
-/// Puts the edited file in the scratch copy back, even on error (the user's own fluxion/ is
-/// never touched: the change is made in a copy).
+/// Puts the edited file in the scratch copy back, even on error. The user's own fluxion/ is
+/// never touched (the change is made in a copy); after a Ctrl-C, which skips this, the next
+/// bench's `repro::mirror` rewrites the copy's file from the checkout anyway.
 struct Restore(PathBuf, Vec<u8>);
 
 impl Drop for Restore {
