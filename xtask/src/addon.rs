@@ -8,6 +8,13 @@ use serde::Deserialize;
 use crate::epoch::Epoch;
 use crate::image::arch::Arch;
 
+pub mod lint;
+
+/// The port fluxion-main listens on (its `web.port` default, fluxion/src/config.rs), which is
+/// also Supervisor's default `ingress_port`; the image config exposes it and the linter checks
+/// `ingress_port` against it. A test compares it with fluxion's own default.
+pub const SERVICE_PORT: u16 = 8099;
+
 /// The keys of addon/config.yaml the pipeline reads. The file is the single source of truth
 /// for version, name, description, url and architectures; other keys are Supervisor's.
 #[derive(Debug, Clone, Deserialize)]

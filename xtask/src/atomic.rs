@@ -100,3 +100,66 @@ pub fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
         format!("replacing the symlink {}", link.display())
     })
 }
+
+/// Replace the directory `dest` with one that `fill` writes into a temp dir beside it.
+///
+/// The new tree is complete before it appears; the old one is first renamed aside and then
+/// removed. std has no rename-exchange (renameat2 RENAME_EXCHANGE), so for an instant between
+/// the two renames `dest` is absent — but it is never half-written. If `fill` fails, `dest`
+/// is untouched and the temp dir is removed.
+pub fn replace_dir(
+    dest: &Path,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let parent = dest
+        .parent()
+        .context("output directory has no parent directory")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("creating the output directory {}", parent.display()))?;
+    let temp = temp_path_for(dest);
+    std::fs::create_dir(&temp)
+        .with_context(|| format!("creating the temp dir {}", temp.display()))?;
+    if let Err(e) = fill(&temp) {
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(e);
+    }
+    let old = temp_path_for(dest);
+    let had_old = match std::fs::rename(dest, &old) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&temp);
+            return Err(e).with_context(|| format!("moving the old {} aside", dest.display()));
+        }
+    };
+    std::fs::rename(&temp, dest)
+        .with_context(|| format!("renaming {} to {}", temp.display(), dest.display()))?;
+    if had_old {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("removing the old {}", old.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_dir_swaps_whole_trees_and_keeps_the_old_one_on_failure() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("out.oci");
+        replace_dir(&dest, |d| Ok(std::fs::write(d.join("a"), "1")?)).unwrap();
+        replace_dir(&dest, |d| Ok(std::fs::write(d.join("b"), "2")?)).unwrap();
+        assert!(!dest.join("a").exists());
+        assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "2");
+        let err = replace_dir(&dest, |d| {
+            std::fs::write(d.join("c"), "3")?;
+            anyhow::bail!("disk full")
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "2");
+        let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp dirs left behind: {names:?}");
+    }
+}

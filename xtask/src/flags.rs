@@ -21,7 +21,12 @@ pub struct Xtask {
 pub enum Cmd {
     Image(Image),
     Load(Load),
+    Push(Push),
     Ci(Ci),
+    Lint(Lint),
+    Meta(Meta),
+    Lock(Lock),
+    Fetch(Fetch),
     Bench(Bench),
 }
 
@@ -52,6 +57,33 @@ pub struct Load {
     pub build: BuildOpts,
 }
 
+/// Build both images and push them with their multi-arch index to a registry (OCI
+/// distribution API): blobs the registry lacks, manifests, the index, then the tags.
+#[derive(Debug, clap::Args)]
+pub struct Push {
+    /// Where to: `<registry>/<repository>`, e.g. `ghcr.io/owner/fluxion` (no tag).
+    pub target: String,
+    /// Tags besides the add-on version from addon/config.yaml (which is always pushed).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Also push each image alone to `<registry>/<dir>/<arch>-<name>`, for add-ons whose
+    /// config.yaml `image` uses `{arch}`.
+    #[arg(long)]
+    pub per_arch_repos: bool,
+    /// Registry user; the password is read from stdin (--password-stdin). Without them:
+    /// CI_REGISTRY_USER/CI_REGISTRY_PASSWORD, then ~/.docker/config.json auths.
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) for --username from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Allow plain HTTP to a registry other than localhost/127.0.0.1.
+    #[arg(long)]
+    pub insecure: bool,
+    #[command(flatten)]
+    pub build: BuildOpts,
+}
+
 /// Everything CI checks: fmt, clippy, tests, both images, and a reproducibility check.
 #[derive(Debug, clap::Args)]
 pub struct Ci {
@@ -61,6 +93,53 @@ pub struct Ci {
     /// Where to put the copy for the reproducibility check (default: a fresh temp dir).
     #[arg(long)]
     pub repro_dir: Option<PathBuf>,
+    /// Skip running .gitlab-ci.yml's check and build jobs with gitlab-ci-local.
+    #[arg(long)]
+    pub no_gitlab_ci_local: bool,
+}
+
+/// Check addon/config.yaml: the HA add-on linter schema plus Supervisor's rules; every
+/// finding names its key and rule, and any error fails.
+#[derive(Debug, clap::Args)]
+pub struct Lint {
+    /// The manifest to check (default: addon/config.yaml).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// The linter's config.schema.json (default: ../shared/ref/ha-addon-linter/ beside the
+    /// checkout); when absent the schema check is skipped, except under CI=true.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+}
+
+/// Write nix/addon-meta.json (name, version, labels per arch) for flake.nix from
+/// addon/config.yaml; `--check` fails if it is out of date instead of writing.
+#[derive(Debug, clap::Args)]
+pub struct Meta {
+    /// Compare with the file on disk; do not write.
+    #[arg(long)]
+    pub check: bool,
+    /// Where to write (default: nix/addon-meta.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Resolve addon/runtime.toml against the signed Debian release and write addon/runtime.lock.
+#[derive(Debug, clap::Args)]
+pub struct Lock {
+    /// Only check (no network) that addon/runtime.lock covers addon/runtime.toml.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Download the .debs addon/runtime.lock lists into the download cache (verified by sha256).
+#[derive(Debug, clap::Args)]
+pub struct Fetch {
+    /// Which architecture(s) to fetch for.
+    #[arg(long, value_enum, default_value_t = ArchSel::All)]
+    pub arch: ArchSel,
+    /// Only check that the cache holds every package, intact; download nothing.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// Measure the pipeline against its baselines (assembly vs `tar | gzip`, no-op and app-only
@@ -79,6 +158,20 @@ pub struct BuildOpts {
     /// (cross only when a Cross.toml asks for it, else cargo).
     #[arg(long, value_enum, default_value_t = BuilderKind::Auto)]
     pub builder: BuilderKind,
+    /// Use only the download cache for the runtime layer's .debs (also automatic when the
+    /// mirror is unreachable); a missing package is an error naming `cargo xtask fetch`.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl BuildOpts {
+    pub fn cache_mode(&self) -> crate::runtime::cache::Mode {
+        if self.offline {
+            crate::runtime::cache::Mode::Offline
+        } else {
+            crate::runtime::cache::Mode::Online
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

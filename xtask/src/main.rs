@@ -21,7 +21,12 @@ fn main() -> anyhow::Result<()> {
     match flags.cmd {
         Cmd::Image(cmd) => cmd.run(&sh, &ws),
         Cmd::Load(cmd) => cmd.run(&sh, &ws),
+        Cmd::Push(cmd) => cmd.run(&sh, &ws),
         Cmd::Ci(cmd) => cmd.run(&sh, &ws),
+        Cmd::Lint(cmd) => cmd.run(&sh, &ws),
+        Cmd::Meta(cmd) => cmd.run(&sh, &ws),
+        Cmd::Lock(cmd) => cmd.run(&sh, &ws),
+        Cmd::Fetch(cmd) => cmd.run(&sh, &ws),
         Cmd::Bench(cmd) => cmd.run(&sh, &ws),
     }
 }

@@ -32,6 +32,11 @@ fn scratch(crate_version: &str, config_yaml: &str) -> tempfile::TempDir {
     );
     write("fluxion/src/main.rs", "fn main() {}\n");
     write("addon/config.yaml", config_yaml);
+    // The runtime layer's declaration and lock, as committed: the .debs come from the shared
+    // download cache (filled by the real workspace's build).
+    for f in ["addon/runtime.toml", "addon/runtime.lock"] {
+        std::fs::copy(support::workspace().join(f), d.join(f)).unwrap();
+    }
     dir
 }
 
@@ -142,9 +147,9 @@ fn shim_dir(log: &Path, bins: &[(&str, PathBuf)]) -> tempfile::TempDir {
 
 /// The real fluxion-main binaries of the workspace (built by `image` in the real workspace).
 fn real_binaries() -> (PathBuf, PathBuf) {
-    support::images();
+    support::built_images();
     let sh = xshell::Shell::new().unwrap();
-    sh.change_dir(support::workspace_root());
+    sh.change_dir(support::workspace());
     let ws = xtask::workspace::Workspace::discover(&sh).unwrap();
     let bin = |t: &str| ws.target_dir.join(t).join("release/fluxion-main");
     (

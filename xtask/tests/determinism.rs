@@ -4,7 +4,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use support::{run_ok, workspace_root, xtask_bin};
+use support::{run, workspace, xtask_bin};
 use xtask::epoch::Epoch;
 
 #[test]
@@ -12,12 +12,10 @@ fn two_checkouts_in_different_directories_give_identical_archives() {
     support::tool("git").expect("git is needed to list the workspace's files");
     // A fixed epoch for both builds: the copy has no git history.
     let epoch = Epoch(1_700_000_000);
-    let out = run_ok(
-        Command::new(xtask_bin())
-            .args(["image", "--arch", "all", "--json"])
-            .env("SOURCE_DATE_EPOCH", epoch.0.to_string())
-            .current_dir(workspace_root()),
-    );
+    let out = run(Command::new(xtask_bin())
+        .args(["image", "--arch", "all", "--json"])
+        .env("SOURCE_DATE_EPOCH", epoch.0.to_string())
+        .current_dir(workspace()));
     let rows: Vec<support::Row> = serde_json::from_str(&out).unwrap();
     let ours: BTreeMap<String, String> = rows
         .iter()
@@ -26,7 +24,7 @@ fn two_checkouts_in_different_directories_give_identical_archives() {
     assert_eq!(ours.len(), 2);
 
     let sh = xshell::Shell::new().unwrap();
-    sh.change_dir(workspace_root());
+    sh.change_dir(workspace());
     let ws = xtask::workspace::Workspace::discover(&sh).unwrap();
     let copy = xtask::repro::default_dir(&ws);
     assert_ne!(copy, ws.root, "the copy must live in another directory");
@@ -36,12 +34,10 @@ fn two_checkouts_in_different_directories_give_identical_archives() {
     xtask::repro::compare(&ours, &theirs).unwrap();
 
     // And the comparison is not vacuous: another epoch gives other bytes.
-    let other = run_ok(
-        Command::new(xtask_bin())
-            .args(["image", "--arch", "amd64", "--json"])
-            .env("SOURCE_DATE_EPOCH", (epoch.0 + 1).to_string())
-            .current_dir(workspace_root()),
-    );
+    let other = run(Command::new(xtask_bin())
+        .args(["image", "--arch", "amd64", "--json"])
+        .env("SOURCE_DATE_EPOCH", (epoch.0 + 1).to_string())
+        .current_dir(workspace()));
     let other: Vec<support::Row> = serde_json::from_str(&other).unwrap();
     assert_ne!(other[0].archive_sha256, ours["amd64"]);
 }

@@ -5,7 +5,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::Value;
-use support::{image, run_ok, tool};
+use support::{built, run, tool};
 
 fn expected(arch: &str) -> (&'static str, Option<&'static str>) {
     match arch {
@@ -18,14 +18,14 @@ fn expected(arch: &str) -> (&'static str, Option<&'static str>) {
 #[test]
 fn skopeo_sees_labels_architecture_and_os() {
     let Some(skopeo) = tool("skopeo") else { return };
-    let version = support::addon_version();
+    let version = support::addon().version;
     for arch in ["amd64", "aarch64"] {
-        let row = image(arch);
+        let row = built(arch);
         let src = format!("docker-archive:{}", row.archive_path().display());
         let inspect: Value =
-            serde_json::from_str(&run_ok(Command::new(&skopeo).args(["inspect", &src]))).unwrap();
-        let config: Value = serde_json::from_str(&run_ok(
-            Command::new(&skopeo).args(["inspect", "--config", &src]),
+            serde_json::from_str(&run(Command::new(&skopeo).args(["inspect", &src]))).unwrap();
+        let config: Value = serde_json::from_str(&run(
+            Command::new(&skopeo).args(["inspect", "--config", &src])
         ))
         .unwrap();
         let (oci_arch, variant) = expected(arch);
@@ -62,7 +62,7 @@ fn skopeo_sees_labels_architecture_and_os() {
         );
         assert!(config["config"]["ExposedPorts"]["8099/tcp"].is_object());
         // The image ID is the config digest: skopeo's digest of the config blob agrees.
-        let raw_config = run_ok(Command::new(&skopeo).args(["inspect", "--config", "--raw", &src]));
+        let raw_config = run(Command::new(&skopeo).args(["inspect", "--config", "--raw", &src]));
         assert_eq!(
             xtask::image::hash::sha256(raw_config.as_bytes()),
             row.image_id
@@ -73,8 +73,8 @@ fn skopeo_sees_labels_architecture_and_os() {
 #[test]
 fn manifest_and_config_validate_against_the_oci_schemas() {
     for arch in ["amd64", "aarch64"] {
-        let row = image(arch);
-        let blobs = support::workspace_root().join("target/images/blobs/sha256");
+        let row = built(arch);
+        let blobs = support::workspace().join("target/images/blobs/sha256");
         let read = |digest: &str| -> Value {
             let bytes = std::fs::read(blobs.join(digest.trim_start_matches("sha256:"))).unwrap();
             assert_eq!(
@@ -91,15 +91,18 @@ fn manifest_and_config_validate_against_the_oci_schemas() {
             ("image-manifest-schema.json", &manifest),
             ("config-schema.json", &config),
         ] {
-            let Some(result) = support::schema::validate_oci(schema, doc) else {
+            let Some(schemas) = support::oci_schemas() else {
                 return;
             };
-            if let Err(errors) = result {
-                panic!(
-                    "{arch}: {schema} rejects our document:\n{}\n{doc:#}",
-                    errors.join("\n")
-                );
-            }
+            let errors: Vec<String> = support::validator(&schemas, schema)
+                .iter_errors(doc)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{arch}: {schema} rejects our document:\n{}\n{doc:#}",
+                errors.join("\n")
+            );
         }
         // The schema would accept a config without a platform; Supervisor would not.
         let (oci_arch, variant) = expected(arch);
@@ -110,18 +113,16 @@ fn manifest_and_config_validate_against_the_oci_schemas() {
 
 #[test]
 fn docker_loads_and_runs_both_images() {
-    let Some(dockerd) = support::dockerd::Dockerd::start(&[]) else {
+    let Some(dockerd) = support::Dockerd::start(None) else {
         return;
     };
-    let version = support::addon_version();
+    let version = support::addon().version;
     // `cargo xtask load` honours DOCKER_HOST and reports the loaded name.
     for arch in ["amd64", "aarch64"] {
-        let out = run_ok(
-            Command::new(support::xtask_bin())
-                .args(["load", arch])
-                .env("DOCKER_HOST", &dockerd.host)
-                .current_dir(support::workspace_root()),
-        );
+        let out = run(Command::new(support::xtask_bin())
+            .args(["load", arch])
+            .env("DOCKER_HOST", &dockerd.host)
+            .current_dir(support::workspace()));
         // "loaded fluxion-ha:<arch> (sha256:<config digest>) into Docker"
         let line = out
             .lines()
@@ -129,7 +130,7 @@ fn docker_loads_and_runs_both_images() {
             .unwrap_or_else(|| panic!("{out}"));
         assert!(line.ends_with(") into Docker"), "{out}");
         let ours = line.split(['(', ')']).nth(1).unwrap();
-        let id = run_ok(dockerd.docker().args([
+        let id = run(dockerd.docker().args([
             "inspect",
             "--format",
             "{{.Id}}",
@@ -137,7 +138,7 @@ fn docker_loads_and_runs_both_images() {
         ]));
         assert_eq!(id.trim(), ours, "docker's image ID is our config digest");
     }
-    let out = run_ok(dockerd.docker().args([
+    let out = run(dockerd.docker().args([
         "run",
         "--rm",
         "--network",
@@ -152,12 +153,13 @@ fn docker_loads_and_runs_both_images() {
     );
 
     if let Err(why) = support::ensure_binfmt_aarch64() {
-        support::skip(&format!(
-            "cannot run arm64 containers through qemu binfmt: {why}"
-        ));
+        support::require(
+            &format!("arm64 containers through qemu binfmt ({why})"),
+            false,
+        );
         return;
     }
-    let out = run_ok(dockerd.docker().args([
+    let out = run(dockerd.docker().args([
         "run",
         "--rm",
         "--network",
@@ -179,7 +181,7 @@ fn arm64_binary_from_the_archive_runs_under_qemu() {
     let Some(qemu) = tool("qemu-aarch64-static") else {
         return;
     };
-    let row = image("aarch64");
+    let row = built("aarch64");
     let manifest: Value =
         serde_json::from_slice(&support::tar_member(&row.archive_path(), "manifest.json")).unwrap();
     let layer_path = manifest[0]["Layers"]
@@ -202,48 +204,23 @@ fn arm64_binary_from_the_archive_runs_under_qemu() {
         0o755,
     );
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = run_ok(Command::new(qemu).arg(&path).arg("--version"));
+    let out = run(Command::new(qemu).arg(&path).arg("--version"));
     assert!(
-        out.contains(&support::addon_version()) && out.contains("aarch64-unknown-linux-musl"),
+        out.contains(&support::addon().version) && out.contains("aarch64-unknown-linux-musl"),
         "{out}"
     );
 }
 
 #[test]
 fn podman_loads_both_archives() {
-    let Some(podman) = tool("podman") else { return };
-    let dir = tempfile::Builder::new()
-        .prefix("pdm")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let d = dir.path();
-    let podman = |args: &[&str]| {
-        let mut c = Command::new(&podman);
-        c.arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("run"));
-        c.arg("--tmpdir").arg(d.join("tmp"));
-        c.args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]);
-        c.args(args);
-        c
+    let Some(pm) = support::Podman::new() else {
+        return;
     };
     for arch in ["amd64", "aarch64"] {
-        let row = image(arch);
-        let out = run_ok(&mut podman(&[
-            "load",
-            "-i",
-            row.archive_path().to_str().unwrap(),
-        ]));
+        let row = built(arch);
+        let out = run(pm.podman().args(["load", "-i"]).arg(row.archive_path()));
         assert!(out.contains(&format!("fluxion-ha:{arch}")), "{out}");
-        let id = run_ok(&mut podman(&[
+        let id = run(pm.podman().args([
             "image",
             "inspect",
             "--format",
@@ -252,7 +229,7 @@ fn podman_loads_both_archives() {
         ]));
         assert_eq!(format!("sha256:{}", id.trim()), row.image_id);
     }
-    let out = run_ok(&mut podman(&[
+    let out = run(pm.podman().args([
         "run",
         "--rm",
         "--network",
@@ -265,5 +242,5 @@ fn podman_loads_both_archives() {
         "/bin/fluxion-main",
         "--version",
     ]));
-    assert!(out.contains(&support::addon_version()), "{out}");
+    assert!(out.contains(&support::addon().version), "{out}");
 }

@@ -4,14 +4,31 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use xshell::{cmd, Shell};
 
-use super::image::{build_images, print_summary};
+use super::image::{build_images, print_summary, write_multi_arch};
+use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
 use crate::flags::{self, ArchSel, BuilderKind};
-use crate::repro;
 use crate::workspace::Workspace;
+use crate::{gitlab_local, repro};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+        // Cheap checks of the add-on's files first: they need no compilation.
+        step("lint addon/config.yaml", || {
+            super::lint::run(
+                &ws.addon_config(),
+                &super::lint::default_schema_path(ws),
+                &ws.fluxion_version,
+            )
+        })?;
+        step("meta --check", || {
+            let addon = AddonConfig::load(&ws.addon_config())?;
+            super::meta::check(&super::meta::default_path(ws), &super::meta::render(&addon))
+        })?;
+        // No network: the committed lock must cover the declaration before anything builds.
+        step("lock --check", || {
+            crate::runtime::Runtime::load(&ws.root).map(|_| ())
+        })?;
         step("cargo fmt --check", || {
             cmd!(sh, "cargo fmt --all --check")
                 .run()
@@ -37,24 +54,60 @@ impl flags::Ci {
             build_images(sh, ws, &ArchSel::All.arches(), BuilderKind::Auto, epoch)
         })?;
         print_summary(ws, &built, false);
-        if self.no_repro {
-            return Ok(());
+        step("multi-arch OCI layout and archive", || {
+            write_multi_arch(ws, &built, epoch)
+        })?;
+        if !self.no_repro {
+            step("reproducibility", || {
+                let dir = self
+                    .repro_dir
+                    .clone()
+                    .unwrap_or_else(|| repro::default_dir(ws));
+                repro::mirror(sh, ws, &dir)?;
+                let xtask = running_xtask()?;
+                let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
+                let ours: BTreeMap<String, String> = built
+                    .iter()
+                    .map(|b| (b.image.arch.to_string(), b.written.sha256.clone()))
+                    .collect();
+                repro::compare(&ours, &theirs)
+            })?;
         }
-        step("reproducibility", || {
-            let dir = self
-                .repro_dir
-                .clone()
-                .unwrap_or_else(|| repro::default_dir(ws));
-            repro::mirror(sh, ws, &dir)?;
-            let xtask = std::env::current_exe().context("locating the running xtask binary")?;
-            let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
-            let ours: BTreeMap<String, String> = built
-                .iter()
-                .map(|b| (b.image.arch.to_string(), b.written.sha256.clone()))
-                .collect();
-            repro::compare(&ours, &theirs)
+        // Last: the jobs reuse everything the steps above compiled and built.
+        step("gitlab-ci-local (check, build:*)", || {
+            let reason = if self.no_gitlab_ci_local {
+                Some("--no-gitlab-ci-local was given".to_owned())
+            } else {
+                gitlab_local::skip_reason(sh)?
+            };
+            if let Some(reason) = reason {
+                println!("ci: gitlab-ci-local step skipped: {reason}");
+                return Ok(());
+            }
+            gitlab_local::run_jobs(sh, ws).map(drop)
         })
     }
+}
+
+/// The running xtask binary, to build the copy with. `cargo test` (an earlier step) re-links
+/// target/debug/xtask from the same sources while this process runs, after which Linux reports
+/// our executable as `<path> (deleted)`; the file now at `<path>` is that same build.
+fn running_xtask() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("locating the running xtask binary")?;
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    let relinked = exe
+        .to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file());
+    relinked.with_context(|| {
+        format!(
+            "the running xtask binary {} is gone; run `cargo xtask ci` again",
+            exe.display()
+        )
+    })
 }
 
 fn step<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {

@@ -59,6 +59,19 @@ impl Arch {
         }
     }
 
+    /// Debian's architecture name (`dpkg --print-architecture`), used by the runtime layer's
+    /// package index paths (`main/binary-arm64/`) and lock file.
+    pub fn debian_arch(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    pub fn from_debian(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.debian_arch() == name)
+    }
+
     pub fn from_hass(name: &str) -> Option<Arch> {
         Arch::ALL.into_iter().find(|a| a.hass_arch() == name)
     }

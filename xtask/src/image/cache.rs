@@ -153,6 +153,15 @@ impl LayerWriter {
         })
     }
 
+    /// No cache: every layer is written (tests, and callers that keep their own cache).
+    pub fn uncached(store: BlobStore, compression: Compression) -> LayerWriter {
+        LayerWriter {
+            store,
+            cache: None,
+            compression,
+        }
+    }
+
     /// The layer for `tree`: from the cache when its inputs are known, else written (and
     /// recorded).
     pub fn write(&self, tree: &Tree, epoch: Epoch) -> anyhow::Result<Layer> {

@@ -31,7 +31,7 @@ pub fn build(
         .cmd(vec![BINARY_PATH.to_owned()])
         .env(vec!["PATH=/bin:/usr/bin".to_owned()])
         // Home Assistant ingress talks to the add-on on 8099 (config.yaml ingress_port default).
-        .exposed_ports(vec!["8099/tcp".to_owned()])
+        .exposed_ports(vec![format!("{}/tcp", crate::addon::SERVICE_PORT)])
         .labels(
             labels
                 .iter()

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod hash;
+pub mod index;
 pub mod json;
 pub mod layer;
 pub mod manifest;
@@ -15,7 +16,7 @@ use anyhow::Context;
 use self::arch::Arch;
 use self::cache::LayerWriter;
 use self::layer::Layer;
-use self::store::Blob;
+use self::store::{Blob, BlobStore};
 use crate::addon::AddonConfig;
 use crate::build::Binary;
 use crate::epoch::Epoch;
@@ -48,18 +49,59 @@ pub fn assemble(
     binary: &Binary,
     epoch: Epoch,
 ) -> anyhow::Result<Image> {
+    assemble_on(writer, addon, binary, epoch, None)
+}
+
+/// A layer below the app layer (the runtime layer, issue 3) and what it contains.
+pub struct Base<'a> {
+    pub layer: &'a Layer,
+    pub listing: &'a crate::runtime::layer::Listing,
+    pub created_by: &'a str,
+}
+
+/// `assemble` with an optional base layer under the app layer: rootfs lists the base first.
+/// The base layer comes already written (the runtime layer has its own input-keyed cache).
+pub fn assemble_on(
+    writer: &LayerWriter,
+    addon: &AddonConfig,
+    binary: &Binary,
+    epoch: Epoch,
+    base: Option<Base<'_>>,
+) -> anyhow::Result<Image> {
     let arch = binary.arch;
     let store = &writer.store;
+    let app_tree = app::tree(binary)?;
+    if let Some(b) = &base {
+        crate::runtime::layer::check_app_over_runtime(b.listing, &app_tree)
+            .with_context(|| format!("stacking the app layer on the runtime layer for {arch}"))?;
+    }
     let app = writer
-        .write(&app::tree(binary)?, epoch)
+        .write(&app_tree, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
-    let layers = vec![app];
-    let infos = [config::LayerInfo {
-        layer: &layers[0],
-        created_by: "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data",
-    }];
+    let app_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
+    let mut layers: Vec<(Layer, &str)> = Vec::new();
+    if let Some(b) = &base {
+        layers.push((b.layer.clone(), b.created_by));
+    }
+    layers.push((app, app_by));
+    from_layers(store, addon, arch, layers, epoch)
+}
+
+/// Config and manifest over already-written layers (bottom first, each with what made it).
+pub fn from_layers(
+    store: &BlobStore,
+    addon: &AddonConfig,
+    arch: Arch,
+    layers: Vec<(Layer, &str)>,
+    epoch: Epoch,
+) -> anyhow::Result<Image> {
+    let infos: Vec<config::LayerInfo<'_>> = layers
+        .iter()
+        .map(|(layer, created_by)| config::LayerInfo { layer, created_by })
+        .collect();
     let cfg = config::build(arch, &addon.labels(arch, epoch), &infos, epoch)?;
     let config = store.put(&json::to_canonical(&cfg), config::MEDIA_TYPE)?;
+    let layers: Vec<Layer> = layers.into_iter().map(|(l, _)| l).collect();
     let layer_blobs: Vec<&Blob> = layers.iter().map(|l| &l.blob).collect();
     let manifest = manifest::build(&config, &layer_blobs)?;
     let manifest = store.put(&json::to_canonical(&manifest), manifest::MEDIA_TYPE)?;

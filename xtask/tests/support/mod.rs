@@ -1,71 +1,394 @@
-//! Shared test support: finding real tools (skip locally, fail under CI=true), building the
-//! images once per test binary, private daemons stopped by PID, and the reference schemas.
+//! Test support: the real tools a test needs (found on PATH, started privately, stopped by PID
+//! in `Drop`), the reference schemas, and a small two-arch image fixture built through the
+//! library — the same assemble/publish code `cargo xtask image` runs, without compiling fluxion.
 #![allow(dead_code)] // each test binary uses a different part of this module
-
-pub mod dockerd;
-pub mod schema;
-
+pub mod fixture;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// True when running in CI, where a missing tool is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+use xtask::addon::AddonConfig;
+use xtask::build::Binary;
+use xtask::commands::image::{write_multi_arch_to, write_single_arch_layout, MultiBuilt};
+use xtask::epoch::Epoch;
+use xtask::image::arch::Arch;
+use xtask::image::layer::{Data, Node, Tree};
+use xtask::image::store::BlobStore;
+use xtask::image::{app, Image};
 
-/// Skip the calling test (return `None`) with a printed reason, or panic under CI=true.
-pub fn skip(reason: &str) -> Option<()> {
-    if in_ci() {
-        panic!("required under CI=true but unavailable: {reason}");
+pub const EPOCH: Epoch = Epoch(1_700_000_000);
+
+/// A test that needs what is missing: skip with a reason, except under CI=true where it fails.
+/// Returns false when the caller should return early.
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
     }
-    eprintln!("SKIPPED: {reason}");
-    None
-}
-
-/// A tool on PATH, or a skip (panic in CI).
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        skip(&format!("`{name}` is not on PATH (.ci/run installs it)"))?;
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required under CI=true");
     }
-    found
+    eprintln!("SKIP: {what} is missing; skipping (this fails under CI=true)");
+    false
 }
 
-pub fn workspace_root() -> PathBuf {
+pub fn have(tool: &str) -> bool {
+    require(
+        &format!("`{tool}` on PATH"),
+        xtask::build::cross::which(tool).is_some(),
+    )
+}
+
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
-        .to_path_buf()
+        .to_owned()
+}
+
+pub fn addon() -> AddonConfig {
+    AddonConfig::load(&workspace().join("addon/config.yaml")).unwrap()
+}
+
+/// Run a command, panic with its output unless it succeeds; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    check(cmd, &out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn check(cmd: &Command, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The app binary's stand-in: distinct bytes per arch and variant (the publish side never
+/// looks inside; `build::elf` checks real binaries before they get here).
+pub fn app_bytes(arch: Arch, variant: &str) -> Vec<u8> {
+    format!("fluxion-main for {arch}, {variant}\n").into_bytes()
+}
+
+/// One image as `image::assemble` builds it, but with a base layer below the app layer (as
+/// the Debian runtime layer will be), so everything here handles any number of layers.
+pub fn image(store: &BlobStore, addon: &AddonConfig, arch: Arch, variant: &str) -> Image {
+    let mut base = Tree::new();
+    base.insert(
+        "etc/fluxion-test-base",
+        Node::File {
+            mode: 0o644,
+            data: Data::Bytes(Arc::from(&b"a base layer shared by both arches\n"[..])),
+        },
+    )
+    .unwrap();
+    let base = base.write_layer(store, EPOCH).unwrap();
+    let binary = Binary {
+        arch,
+        path: PathBuf::from("fluxion-main"),
+        bytes: app_bytes(arch, variant),
+    };
+    let app = app::tree(&binary)
+        .unwrap()
+        .write_layer(store, EPOCH)
+        .unwrap();
+    xtask::image::from_layers(
+        store,
+        addon,
+        arch,
+        vec![(base, "xtask tests: base"), (app, "xtask tests: app")],
+        EPOCH,
+    )
+    .unwrap()
+}
+
+/// Both arches written every way into `images_dir`, as `cargo xtask image --arch all` does.
+pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, PathBuf>) {
+    let addon = addon();
+    let store = BlobStore::open(&images_dir.join("blobs/sha256")).unwrap();
+    let images: Vec<Image> = Arch::ALL
+        .iter()
+        .map(|&a| image(&store, &addon, a, variant))
+        .collect();
+    let singles = images
+        .iter()
+        .map(|i| {
+            (
+                i.arch,
+                write_single_arch_layout(images_dir, i, &addon.version).unwrap(),
+            )
+        })
+        .collect();
+    let multi = write_multi_arch_to(images_dir, &addon.version, images, EPOCH).unwrap();
+    (multi, singles)
+}
+
+/// A fresh temp dir with a short path (unix socket paths are limited to 108 bytes).
+pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+fn wait_until(what: &str, child: &mut Child, log: &Path, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before it was ready:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            panic!(
+                "{what} not ready after 90 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGTERM by PID, wait, SIGKILL if it lingers.
+fn stop(child: &mut Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A private dockerd (vfs storage, no networking setup, own socket and roots).
+pub struct Dockerd {
+    child: Child,
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    /// None (after printing why) when docker is not installed and CI is not set.
+    pub fn start(insecure_registry: Option<&str>) -> Option<Dockerd> {
+        if !(have("dockerd") && have("docker")) {
+            return None;
+        }
+        let dir = short_tempdir("dk");
+        let d = dir.path();
+        let host = format!("unix://{}", d.join("s").display());
+        let log = d.join("log");
+        let mut cmd = Command::new("dockerd");
+        cmd.args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .args(["--storage-driver=vfs"])
+            .arg(format!("--data-root={}", d.join("data").display()))
+            .arg(format!("--exec-root={}", d.join("e").display()))
+            .arg(format!("--pidfile={}", d.join("pid").display()))
+            .arg(format!("--host={host}"));
+        if let Some(r) = insecure_registry {
+            cmd.arg(format!("--insecure-registry={r}"));
+        }
+        let f = std::fs::File::create(&log).unwrap();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("starting dockerd");
+        let probe_host = host.clone();
+        let cfg = d.join("cli");
+        wait_until("dockerd", &mut child, &log, || {
+            Command::new("docker")
+                .env("DOCKER_CONFIG", &cfg)
+                .args(["-H", &probe_host, "version"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        Some(Dockerd { child, host, dir })
+    }
+
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_CONFIG", self.dir.path().join("cli"))
+            .args(["-H", &self.host]);
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Debian's `docker-registry` (distribution 2.8) on 127.0.0.1:<free port>, storage in a temp dir.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+/// A bcrypt (cost 4) htpasswd line for user `ci-user`, password `s3cret` (made once with
+/// Python's crypt.crypt; distribution's htpasswd auth reads only bcrypt).
+pub const HTPASSWD: &str = "ci-user:$2b$04$82O9G489XVM4vxmaHzFbHestXqf2iEqTNqoNYIEXPaBQow.0gaSYG\n";
+
+impl Registry {
+    pub fn start() -> Option<Registry> {
+        Registry::start_with(false)
+    }
+
+    /// With `basic_auth`, every request needs `ci-user`/`s3cret` (Basic).
+    pub fn start_with(basic_auth: bool) -> Option<Registry> {
+        if !have("docker-registry") {
+            return None;
+        }
+        let dir = short_tempdir("reg");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        let mut yml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if basic_auth {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, HTPASSWD).unwrap();
+            yml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: fluxion-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&cfg, yml).unwrap();
+        let log = dir.path().join("log");
+        let f = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("starting docker-registry");
+        let probe = addr.clone();
+        wait_until("docker-registry", &mut child, &log, || {
+            std::net::TcpStream::connect(&probe).is_ok()
+        });
+        Some(Registry { child, addr, dir })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// podman with private vfs storage.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Option<Podman> {
+        have("podman").then(|| Podman {
+            dir: short_tempdir("pm"),
+        })
+    }
+
+    pub fn podman(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.arg(format!("--root={}", d.join("root").display()))
+            .arg(format!("--runroot={}", d.join("run").display()))
+            .args([
+                "--storage-driver=vfs",
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+            ])
+            .env("TMPDIR", d);
+        c
+    }
+}
+
+/// The OCI image-spec schemas beside the checkout (`<workspace>/../shared/ref/oci-image-spec`).
+pub fn oci_schemas() -> Option<PathBuf> {
+    let dir = workspace().join("../shared/ref/oci-image-spec");
+    require(
+        &format!("the reference schemas at {}", dir.display()),
+        dir.join("image-index-schema.json").is_file(),
+    )
+    .then_some(dir)
+}
+
+/// Resolve every `$ref` URL by its last path segment to the local file (ref/README.md): the
+/// schemas' `https://opencontainers.org/...` ids are never fetched.
+struct LocalSchemas(PathBuf);
+
+impl jsonschema::Retrieve for LocalSchemas {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let s = uri.as_str();
+        let name = s
+            .split('#')
+            .next()
+            .unwrap_or(s)
+            .rsplit('/')
+            .next()
+            .unwrap_or(s);
+        let text = std::fs::read_to_string(self.0.join(name))
+            .map_err(|e| format!("no local schema for {s}: {e}"))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+pub fn validator(dir: &Path, schema_file: &str) -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(schema_file)).unwrap()).unwrap();
+    jsonschema::draft4::options()
+        .with_retriever(LocalSchemas(dir.to_owned()))
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("compiling {schema_file}: {e}"))
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A tool on PATH (its path), or None after a skip notice (a panic under CI=true).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    if have(name) {
+        xtask::build::cross::which(name)
+    } else {
+        None
+    }
 }
 
 pub fn xtask_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_xtask"))
 }
 
-/// Run a command, panicking with its output when it fails.
-#[track_caller]
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 pub fn output(cmd: &mut Command) -> Output {
     cmd.output()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
 }
 
 /// One row of `cargo xtask image --json`.
@@ -83,35 +406,27 @@ pub struct Row {
 
 impl Row {
     pub fn archive_path(&self) -> PathBuf {
-        workspace_root().join(&self.archive)
+        workspace().join(&self.archive)
     }
 }
 
-/// Build both images in the real workspace once per test binary (cargo makes repeats cheap).
-pub fn images() -> &'static [Row] {
-    static ROWS: OnceLock<Vec<Row>> = OnceLock::new();
+/// The real images: `cargo xtask image --arch all` in the real workspace, once per test
+/// binary (cargo makes the repeats in other test binaries cheap).
+pub fn built_images() -> &'static [Row] {
+    static ROWS: std::sync::OnceLock<Vec<Row>> = std::sync::OnceLock::new();
     ROWS.get_or_init(|| {
-        let out = run_ok(
-            Command::new(xtask_bin())
-                .args(["image", "--arch", "all", "--json"])
-                .current_dir(workspace_root()),
-        );
+        let out = run(Command::new(xtask_bin())
+            .args(["image", "--arch", "all", "--json"])
+            .current_dir(workspace()));
         serde_json::from_str(&out).expect("image --json prints the summary rows")
     })
 }
 
-pub fn image(arch: &str) -> &'static Row {
-    images()
+pub fn built(arch: &str) -> &'static Row {
+    built_images()
         .iter()
         .find(|r| r.arch == arch)
         .expect("both arches are built")
-}
-
-/// The workspace's version of addon/config.yaml `version`.
-pub fn addon_version() -> String {
-    let text = std::fs::read_to_string(workspace_root().join("addon/config.yaml")).unwrap();
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-    v["version"].as_str().unwrap().to_owned()
 }
 
 /// Read one member of a tar archive.
@@ -128,7 +443,7 @@ pub fn tar_member(archive: &Path, name: &str) -> Vec<u8> {
     panic!("{name} not in {}", archive.display());
 }
 
-/// Extract one file from a gzip layer blob.
+/// One file (mode, bytes) from a gzip layer blob.
 pub fn layer_file(layer_gz: &[u8], name: &str) -> Option<(u32, Vec<u8>)> {
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(layer_gz));
     for e in a.entries().unwrap() {
@@ -176,5 +491,12 @@ pub fn ensure_binfmt_aarch64() -> Result<(), String> {
         Ok(())
     } else {
         Err("qemu-aarch64 binfmt entry did not appear".into())
+    }
+}
+
+impl Dockerd {
+    /// `docker load -i archive`, panicking with docker's output when it fails.
+    pub fn load(&self, archive: &Path) -> String {
+        run(self.docker().arg("load").arg("-i").arg(archive))
     }
 }
