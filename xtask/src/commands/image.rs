@@ -52,7 +52,8 @@ impl flags::Image {
     }
 }
 
-/// Build, check, assemble and publish an image per arch. Returns what was written.
+/// Validate the inputs, then build, assemble and publish one docker-archive per arch.
+/// Every check that can fail on bad input runs before anything is written.
 pub fn build_images(
     sh: &Shell,
     ws: &Workspace,
