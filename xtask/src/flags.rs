@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::image::arch::Arch;
+use crate::image::compress::Compression;
 
 /// FluxION's image pipeline: reproducible Home Assistant add-on images, no Docker daemon needed.
 #[derive(Debug, Parser)]
@@ -26,6 +27,7 @@ pub enum Cmd {
     Meta(Meta),
     Lock(Lock),
     Fetch(Fetch),
+    Bench(Bench),
 }
 
 /// Build the add-on images as docker-archive tarballs in target/images (+ result-<arch> links).
@@ -36,6 +38,10 @@ pub struct Image {
     pub arch: ArchSel,
     #[command(flatten)]
     pub build: BuildOpts,
+    /// Layer compression: gzip loads everywhere; zstd is smaller and faster to write, and
+    /// Docker >= 23, podman, containerd and skopeo read it (Docker 20.10 does not).
+    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    pub compression: Compression,
     /// Print the summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +140,16 @@ pub struct Fetch {
     /// Only check that the cache holds every package, intact; download nothing.
     #[arg(long)]
     pub offline: bool,
+}
+
+/// Measure the pipeline against its baselines (assembly vs `tar | gzip`, no-op and app-only
+/// rebuilds, sizes, gzip vs zstd): prints a table, writes target/bench/report.json. Builds what
+/// it needs first; takes minutes. Not part of `ci`.
+#[derive(Debug, clap::Args)]
+pub struct Bench {
+    /// Timed runs per figure, after one warm-up (median, min and max are reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(5..))]
+    pub runs: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]

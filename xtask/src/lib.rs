@@ -2,6 +2,7 @@
 //! and by the integration tests in `xtask/tests/`.
 pub mod addon;
 pub mod atomic;
+pub mod bench;
 pub mod build;
 pub mod commands;
 pub mod epoch;

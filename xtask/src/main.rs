@@ -27,5 +27,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Meta(cmd) => cmd.run(&sh, &ws),
         Cmd::Lock(cmd) => cmd.run(&sh, &ws),
         Cmd::Fetch(cmd) => cmd.run(&sh, &ws),
+        Cmd::Bench(cmd) => cmd.run(&sh, &ws),
     }
 }

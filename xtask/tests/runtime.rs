@@ -232,6 +232,8 @@ fn real_inrelease_verifies_and_tampering_is_caught() {
 
 use support::fixture::{self, Comp, Mirror, E};
 use xtask::epoch::Epoch;
+use xtask::image::cache::LayerWriter;
+use xtask::image::compress::Compression;
 use xtask::image::store::BlobStore;
 use xtask::runtime::deb::Prune;
 use xtask::runtime::layer::{self as rlayer, Package};
@@ -522,7 +524,7 @@ fn app_only_change_keeps_the_runtime_layer() {
     let image = |bytes: &[u8]| {
         let r = &second[&Arch::Amd64];
         xtask::image::assemble_on(
-            &s.store,
+            &LayerWriter::uncached(s.store.clone(), Compression::Gzip),
             &addon,
             &xtask::build::Binary {
                 arch: Arch::Amd64,
@@ -783,7 +785,7 @@ fn real_images_run_bash_and_coreutils_under_docker() {
         }
         let r = &layers[&arch];
         let image = xtask::image::assemble_on(
-            &s.store,
+            &LayerWriter::uncached(s.store.clone(), Compression::Gzip),
             &addon,
             &xtask::build::Binary {
                 arch,

@@ -6,9 +6,12 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::addon::AddonConfig;
+use crate::build::Binary;
 use crate::epoch::Epoch;
 use crate::flags::{self, BuilderKind};
 use crate::image::arch::Arch;
+use crate::image::cache::LayerWriter;
+use crate::image::compress::Compression;
 use crate::image::index::{self, MultiArch};
 use crate::image::store::BlobStore;
 use crate::image::{self as img, json, Image};
@@ -31,13 +34,14 @@ pub struct Built {
 impl flags::Image {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         let epoch = Epoch::discover(sh)?;
-        let built = build_images_mode(
+        let built = build_images_with(
             sh,
             ws,
             &self.arch.arches(),
             self.build.builder,
             epoch,
             self.build.cache_mode(),
+            self.compression,
         )?;
         print_summary(ws, &built, self.json);
         if built.len() > 1 {
@@ -69,6 +73,19 @@ pub fn build_images_mode(
     epoch: Epoch,
     mode: Mode,
 ) -> anyhow::Result<Vec<Built>> {
+    build_images_with(sh, ws, arches, builder, epoch, mode, Compression::default())
+}
+
+/// `build_images_mode` with a choice of layer compression (issue 7).
+pub fn build_images_with(
+    sh: &Shell,
+    ws: &Workspace,
+    arches: &[Arch],
+    builder: BuilderKind,
+    epoch: Epoch,
+    mode: Mode,
+    compression: Compression,
+) -> anyhow::Result<Vec<Built>> {
     let addon = AddonConfig::load(&ws.addon_config())?;
     addon.check_version(&ws.fluxion_version)?;
     for &arch in arches {
@@ -79,37 +96,39 @@ pub fn build_images_mode(
     // the runtime layers: every .deb is fetched and verified (or the layer found in the layer
     // cache) before any layer is written, so a bad lock still writes nothing.
     let binaries = build::build(sh, ws, arches, builder)?;
+    image_step(ws, &addon, &rt, &binaries, epoch, mode, compression)
+}
+
+// ---- issue 7: the image step alone (assemble + publish), cached and concurrent ----
+
+/// Assemble and publish an image per binary into `ws.images_dir()`, the arches concurrently.
+/// The runtime layers come from their input-keyed cache (runtime/layer.rs), the app layers
+/// from the layer cache when their inputs are known (image/cache.rs); archives, layouts and
+/// links are left alone when already right (publish/fresh.rs). None of it changes a byte.
+pub fn image_step(
+    ws: &Workspace,
+    addon: &AddonConfig,
+    rt: &runtime::Runtime,
+    binaries: &[Binary],
+    epoch: Epoch,
+    mode: Mode,
+    compression: Compression,
+) -> anyhow::Result<Vec<Built>> {
     let images_dir = ws.images_dir();
-    let store = BlobStore::open(&images_dir.join("blobs").join("sha256"))?;
-    let runtime_layers = runtime::layers(
-        ws,
-        &store,
-        &rt,
+    let writer = LayerWriter::open(&images_dir, compression)?;
+    let arches: Vec<Arch> = binaries.iter().map(|b| b.arch).collect();
+    let runtime_layers = runtime::layers_in(
+        &images_dir,
+        &writer,
+        rt,
         &Cache::open_default()?,
-        arches,
+        &arches,
         epoch,
         mode,
     )?;
-
-    let mut built = Vec::new();
-    for binary in &binaries {
+    concurrently(binaries, |binary| {
         let arch = binary.arch;
-        let rl = &runtime_layers[&arch];
-        let created_by = format!(
-            "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
-            rl.packages, rt.lock.source.suite
-        );
-        let image = img::assemble_on(
-            &store,
-            &addon,
-            binary,
-            epoch,
-            Some(img::Base {
-                layer: &rl.layer,
-                listing: &rl.listing,
-                created_by: &created_by,
-            }),
-        )?;
+        let image = assemble_one(&writer, addon, rt, &runtime_layers[&arch], binary, epoch)?;
         for (i, l) in image.layers.iter().enumerate() {
             tracing::info!(
                 %arch,
@@ -126,14 +145,82 @@ pub fn build_images_mode(
         link_result(ws, arch, &archive)?;
         write_single_arch_layout(&images_dir, &image, &addon.version)?;
         tracing::info!(%arch, archive = %archive.display(), id = image.id(), "image written");
-        built.push(Built {
+        Ok(Built {
             image,
             tag,
             archive,
             written,
-        });
-    }
-    Ok(built)
+        })
+    })
+}
+
+/// One image: the app layer (through `writer`) on the arch's runtime layer.
+fn assemble_one(
+    writer: &LayerWriter,
+    addon: &AddonConfig,
+    rt: &runtime::Runtime,
+    rl: &runtime::Ready,
+    binary: &Binary,
+    epoch: Epoch,
+) -> anyhow::Result<Image> {
+    let created_by = format!(
+        "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
+        rl.packages, rt.lock.source.suite
+    );
+    img::assemble_on(
+        writer,
+        addon,
+        binary,
+        epoch,
+        Some(img::Base {
+            layer: &rl.layer,
+            listing: &rl.listing,
+            created_by: &created_by,
+        }),
+    )
+}
+
+/// Assemble (no publishing) an image per binary into `images_dir` (its store and both layer
+/// caches), the arches concurrently: runtime layers from cached `.deb`s (never downloading),
+/// app layers through the layer cache.
+pub fn assemble_all(
+    images_dir: &Path,
+    compression: Compression,
+    addon: &AddonConfig,
+    rt: &runtime::Runtime,
+    binaries: &[Binary],
+    epoch: Epoch,
+) -> anyhow::Result<Vec<Image>> {
+    let writer = LayerWriter::open(images_dir, compression)?;
+    let arches: Vec<Arch> = binaries.iter().map(|b| b.arch).collect();
+    let runtime_layers = runtime::layers_in(
+        images_dir,
+        &writer,
+        rt,
+        &Cache::open_default()?,
+        &arches,
+        epoch,
+        Mode::Offline,
+    )?;
+    concurrently(binaries, |b| {
+        assemble_one(&writer, addon, rt, &runtime_layers[&b.arch], b, epoch)
+    })
+}
+
+/// `f` over `items`, one scoped thread each (compression is CPU-bound and the arches are
+/// independent); results in input order, the first error in that order wins.
+pub fn concurrently<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(move || f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// The multi-arch outputs, written from the same images (and so the same manifest digests).
@@ -229,8 +316,12 @@ fn print_multi_arch(ws: &Workspace, m: &MultiBuilt, as_json: bool) {
 /// `result-<arch>` at the workspace root, as Nix users expect from `nix build`.
 fn link_result(ws: &Workspace, arch: Arch, archive: &Path) -> anyhow::Result<()> {
     let target = archive.strip_prefix(&ws.root).unwrap_or(archive);
-    atomic::symlink(target, &ws.root.join(format!("result-{arch}")))
-        .with_context(|| format!("linking result-{arch}"))
+    let link = ws.root.join(format!("result-{arch}"));
+    // Already right: leave it (issue 7, a no-op rebuild writes nothing).
+    if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    atomic::symlink(target, &link).with_context(|| format!("linking result-{arch}"))
 }
 
 #[derive(Serialize)]

@@ -4,12 +4,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use flate2::{Compression, GzBuilder};
-
+use super::compress::Compression;
 use super::hash::HashWriter;
 use super::store::{Blob, BlobStore};
 use crate::epoch::Epoch;
+use anyhow::{bail, Context};
 
 pub const MEDIA_TYPE_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -147,24 +146,31 @@ impl Tree {
         tar.into_inner().context("finishing a layer tar")
     }
 
-    /// Write the tree as a gzip layer into the store. Both digests are computed while the
-    /// bytes stream: tar -> sha256 (diff_id) -> gzip -> sha256 (digest) -> temp file.
+    /// Write the tree as a gzip layer into the store (see `write_layer_with`).
     pub fn write_layer(&self, store: &BlobStore, epoch: Epoch) -> anyhow::Result<Layer> {
+        self.write_layer_with(store, epoch, Compression::Gzip)
+    }
+
+    /// Write the tree as a layer into the store. Both digests are computed while the bytes
+    /// stream: tar -> sha256 (diff_id) -> compressor -> sha256 (digest) -> temp file. The
+    /// compressed digest depends on the compressor's implementation and level, which
+    /// image/compress.rs pins.
+    pub fn write_layer_with(
+        &self,
+        store: &BlobStore,
+        epoch: Epoch,
+        compression: Compression,
+    ) -> anyhow::Result<Layer> {
         let file = store.writer()?;
-        // The compressed digest depends on the compressor's implementation and level: flate2
-        // with its pure-Rust zlib-rs backend (enabled by the pgp crate, and preferred by flate2
-        // over miniz_oxide), pinned by Cargo.lock, at level 6. The gzip header has
-        // no file name, mtime 0 and a fixed OS byte (RFC 1952 2.3.1: 255 = unknown).
-        let gz = GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(file, Compression::new(6));
-        let tar_hash = self.write_tar(HashWriter::new(gz), epoch)?;
-        let (gz, diff_id, uncompressed_size) = tar_hash.finish();
-        let file = gz
+        let enc = compression
+            .encoder(file)
+            .with_context(|| format!("starting {compression} compression of a layer"))?;
+        let tar_hash = self.write_tar(HashWriter::new(enc), epoch)?;
+        let (enc, diff_id, uncompressed_size) = tar_hash.finish();
+        let file = enc
             .finish()
-            .context("finishing gzip compression of a layer")?;
-        let blob = store.commit(file, MEDIA_TYPE_TAR_GZIP)?;
+            .with_context(|| format!("finishing {compression} compression of a layer"))?;
+        let blob = store.commit(file, compression.media_type())?;
         Ok(Layer {
             blob,
             diff_id,

@@ -1,6 +1,8 @@
 //! Step 2, assemble: layers, config and manifest per architecture, as blobs in the store.
 pub mod app;
 pub mod arch;
+pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod hash;
 pub mod index;
@@ -12,6 +14,7 @@ pub mod store;
 use anyhow::Context;
 
 use self::arch::Arch;
+use self::cache::LayerWriter;
 use self::layer::Layer;
 use self::store::{Blob, BlobStore};
 use crate::addon::AddonConfig;
@@ -39,13 +42,14 @@ impl Image {
     }
 }
 
+/// Assemble one image. Layers go through `writer` (store, compressor, layer cache: issue 7).
 pub fn assemble(
-    store: &BlobStore,
+    writer: &LayerWriter,
     addon: &AddonConfig,
     binary: &Binary,
     epoch: Epoch,
 ) -> anyhow::Result<Image> {
-    assemble_on(store, addon, binary, epoch, None)
+    assemble_on(writer, addon, binary, epoch, None)
 }
 
 /// A layer below the app layer (the runtime layer, issue 3) and what it contains.
@@ -56,21 +60,23 @@ pub struct Base<'a> {
 }
 
 /// `assemble` with an optional base layer under the app layer: rootfs lists the base first.
+/// The base layer comes already written (the runtime layer has its own input-keyed cache).
 pub fn assemble_on(
-    store: &BlobStore,
+    writer: &LayerWriter,
     addon: &AddonConfig,
     binary: &Binary,
     epoch: Epoch,
     base: Option<Base<'_>>,
 ) -> anyhow::Result<Image> {
     let arch = binary.arch;
+    let store = &writer.store;
     let app_tree = app::tree(binary)?;
     if let Some(b) = &base {
         crate::runtime::layer::check_app_over_runtime(b.listing, &app_tree)
             .with_context(|| format!("stacking the app layer on the runtime layer for {arch}"))?;
     }
-    let app = app_tree
-        .write_layer(store, epoch)
+    let app = writer
+        .write(&app_tree, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
     let app_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
     let mut layers: Vec<(Layer, &str)> = Vec::new();

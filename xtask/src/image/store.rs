@@ -44,7 +44,19 @@ impl BlobStore {
         self.dir.join(digest.trim_start_matches("sha256:"))
     }
 
+    /// Store `bytes`. A blob already stored with this digest and size is not written again
+    /// (issue 7: a no-op rebuild writes no file); content addressing makes that safe.
     pub fn put(&self, bytes: &[u8], media_type: &str) -> anyhow::Result<Blob> {
+        let digest = super::hash::sha256(bytes);
+        let path = self.path(&digest);
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64) {
+            return Ok(Blob {
+                digest,
+                size: bytes.len() as u64,
+                media_type: media_type.to_owned(),
+                path,
+            });
+        }
         let mut w = self.writer()?;
         w.write_all(bytes).context("writing a blob")?;
         self.commit(w, media_type)

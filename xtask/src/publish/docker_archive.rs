@@ -17,6 +17,7 @@ use crate::image::json;
 use crate::image::layer::{Data, Node, Tree};
 use crate::image::store::Blob;
 use crate::image::Image;
+use crate::publish::fresh;
 
 /// One `manifest.json` entry (moby image/tarexport: `manifestItem`).
 #[derive(Serialize)]
@@ -70,17 +71,50 @@ pub fn tree(images: &[(&Image, Vec<String>)]) -> anyhow::Result<Tree> {
     Ok(t)
 }
 
-/// Write the archive to `dest` (temp file + rename), hashing it on the way out.
+/// Bump when this writer changes the archive's bytes for the same images (publish/fresh.rs).
+const FORMAT: &str = "docker-archive v1 (blobs/sha256, manifest.json)";
+
+/// Write the archive to `dest` (temp file + rename), hashing it on the way out; unless `dest`
+/// is already what these images, tags and epoch produce (publish/fresh.rs, issue 7).
+///
+/// Layers are copied as they are in the store: with `--compression zstd` the archive holds
+/// zstd layers, which podman, skopeo and Docker >= 23 load, but Docker 20.10 does not.
 pub fn write(
     dest: &Path,
     images: &[(&Image, Vec<String>)],
     epoch: Epoch,
 ) -> anyhow::Result<Written> {
     let t = tree(images)?;
+    // Every input of the archive: the writer, the epoch, manifest.json (which names every
+    // blob by digest and every tag) and each blob's digest and size (content-addressed).
+    let mut key = fresh::Key::default();
+    key.field(FORMAT.as_bytes()).field(&epoch.0.to_be_bytes());
+    for (path, node) in t.iter() {
+        key.field(path.as_bytes());
+        if let Node::File {
+            data: Data::Bytes(b),
+            ..
+        } = node
+        {
+            key.field(b);
+        }
+    }
+    for (image, _) in images {
+        for blob in image.layers.iter().map(|l| &l.blob).chain([&image.config]) {
+            key.field(blob.digest.as_bytes())
+                .field(&blob.size.to_be_bytes());
+        }
+    }
+    let key = key.finish();
+    if let Some((sha256, size)) = fresh::check(dest, &key) {
+        tracing::debug!(archive = %dest.display(), "unchanged inputs: not rewriting");
+        return Ok(Written { sha256, size });
+    }
     let out = t
         .write_tar(HashWriter::new(AtomicFile::create(dest)?), epoch)
         .with_context(|| format!("writing the docker-archive {}", dest.display()))?;
     let (file, sha256, size) = out.finish();
     file.commit()?;
+    fresh::record(dest, &key, &sha256)?;
     Ok(Written { sha256, size })
 }

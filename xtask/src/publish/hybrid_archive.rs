@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::docker_archive::{self, Written};
-use super::oci_layout;
+use super::{fresh, oci_layout};
 use crate::atomic::AtomicFile;
 use crate::epoch::Epoch;
 use crate::image::hash::HashWriter;
@@ -38,7 +38,11 @@ pub fn tree(multi: &MultiArch, repo: &str, version: &str, name: &str) -> anyhow:
     Ok(t)
 }
 
-/// Write the archive to `dest` (temp file + rename), hashing it on the way out.
+/// Bump when this writer changes the archive's bytes for the same tree (publish/fresh.rs).
+const FORMAT: &str = "hybrid oci-layout + docker-archive v1";
+
+/// Write the archive to `dest` (temp file + rename), hashing it on the way out; unless `dest`
+/// is already what these images, names and epoch produce (publish/fresh.rs, issue 7).
 pub fn write(
     dest: &Path,
     multi: &MultiArch,
@@ -48,10 +52,18 @@ pub fn write(
     epoch: Epoch,
 ) -> anyhow::Result<Written> {
     let t = tree(multi, repo, version, name)?;
+    // The tree holds every input: manifest.json, index.json, oci-layout as bytes, every blob
+    // by its store path (its digest) and size.
+    let key = fresh::tree_key(FORMAT, epoch, &t)?;
+    if let Some((sha256, size)) = fresh::check(dest, &key) {
+        tracing::debug!(archive = %dest.display(), "unchanged inputs: not rewriting");
+        return Ok(Written { sha256, size });
+    }
     let out = t
         .write_tar(HashWriter::new(AtomicFile::create(dest)?), epoch)
         .with_context(|| format!("writing the OCI + docker archive {}", dest.display()))?;
     let (file, sha256, size) = out.finish();
     file.commit()?;
+    fresh::record(dest, &key, &sha256)?;
     Ok(Written { sha256, size })
 }

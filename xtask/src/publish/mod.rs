@@ -2,6 +2,7 @@
 pub mod contract;
 pub mod daemon;
 pub mod docker_archive;
+pub mod fresh;
 pub mod hybrid_archive;
 pub mod oci_layout;
 pub mod registry;

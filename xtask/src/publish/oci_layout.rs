@@ -8,10 +8,12 @@ use anyhow::Context;
 use oci_spec::image::Descriptor;
 
 use crate::atomic;
+use crate::epoch::Epoch;
 use crate::image::index::{self, MultiArch, CONTAINERD_NAME, REF_NAME};
 use crate::image::layer::{Data, Node, Tree};
 use crate::image::store::Blob;
 use crate::image::{json, manifest, Image};
+use crate::publish::fresh;
 
 /// image-layout.md "oci-layout file".
 pub const LAYOUT_VERSION: &str = "1.0.0";
@@ -84,11 +86,22 @@ pub fn single_arch_tree(image: &Image, tag: &str) -> anyhow::Result<Tree> {
     tree(blobs, vec![entry])
 }
 
+/// Bump when this writer changes the layout's files for the same tree (publish/fresh.rs).
+const FORMAT: &str = "oci-layout dir v1 (files copied, modes from the tree)";
+
 /// Write `t` as the directory `dest`: filled in a temp dir beside it, then swapped in, so a
-/// reader never sees a half-written layout (atomic::replace_dir).
+/// reader never sees a half-written layout (atomic::replace_dir); unless `dest` is already
+/// what `t` produces and untouched since (publish/fresh.rs, issue 7: a no-op writes nothing).
 pub fn write_dir(dest: &Path, t: &Tree) -> anyhow::Result<()> {
+    // Nothing in a layout directory depends on the epoch (files carry their write time).
+    let key = fresh::tree_key(FORMAT, Epoch(0), t)?;
+    if fresh::check_dir(dest, &key) {
+        tracing::debug!(layout = %dest.display(), "unchanged inputs: not rewriting");
+        return Ok(());
+    }
     atomic::replace_dir(dest, |dir| materialise(t, dir))
-        .with_context(|| format!("writing the OCI layout {}", dest.display()))
+        .with_context(|| format!("writing the OCI layout {}", dest.display()))?;
+    fresh::record_dir(dest, &key)
 }
 
 fn materialise(t: &Tree, dir: &Path) -> anyhow::Result<()> {

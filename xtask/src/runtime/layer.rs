@@ -10,6 +10,7 @@ use super::deb::{self, Prune};
 use super::lock::Locked;
 use crate::epoch::Epoch;
 use crate::image::arch::Arch;
+use crate::image::compress::Compression;
 use crate::image::layer::{Layer, Node, Tree};
 use crate::image::store::{Blob, BlobStore};
 use crate::image::{hash, json};
@@ -223,7 +224,8 @@ pub struct Inputs<'a> {
     pub prune: &'a [String],
     pub keep: &'a [String],
     pub epoch: u64,
-    /// The compressor's identity: the layer digest depends on its implementation and level.
+    /// The compressor's identity (`Compression::identity`: algorithm, level, the pinned
+    /// versions of the code): the layer digest depends on all of them.
     pub compressor: String,
 }
 
@@ -235,26 +237,6 @@ impl Inputs<'_> {
             .trim_start_matches("sha256:")
             .to_owned()
     }
-}
-
-/// The compressor identity for the cache key: the gzip settings of `Tree::write_layer` plus
-/// the versions of flate2 and of both of its pure-Rust backends pinned in Cargo.lock (pgp
-/// enables flate2's `zlib-rs` feature, which flate2 then prefers over miniz_oxide).
-pub fn compressor_identity(workspace_root: &Path) -> String {
-    let lock = std::fs::read_to_string(workspace_root.join("Cargo.lock")).unwrap_or_default();
-    let version = |name: &str| {
-        let needle = format!("name = \"{name}\"\nversion = \"");
-        lock.find(&needle)
-            .and_then(|i| lock[i + needle.len()..].split('"').next())
-            .unwrap_or("unknown")
-            .to_owned()
-    };
-    format!(
-        "gzip level 6 mtime 0 os 255; flate2 {}; zlib-rs {}; miniz_oxide {}",
-        version("flate2"),
-        version("zlib-rs"),
-        version("miniz_oxide")
-    )
 }
 
 /// One cache index entry: target/images/runtime-cache/<key>.json.
@@ -332,13 +314,14 @@ pub fn build(
     packages: &[Package<'_>],
     prune: &Prune,
     epoch: Epoch,
+    compression: Compression,
 ) -> anyhow::Result<(Layer, Listing)> {
     let t = std::time::Instant::now();
     let tree = merge(packages, prune)
         .with_context(|| format!("assembling the runtime layer for {arch}"))?;
     tracing::debug!(%arch, took = ?t.elapsed(), entries = tree.len(), "unpacked and merged");
     let layer = tree
-        .write_layer(store, epoch)
+        .write_layer_with(store, epoch, compression)
         .with_context(|| format!("writing the runtime layer for {arch}"))?;
     Ok((layer, Listing::of(&tree)))
 }

@@ -27,6 +27,8 @@ use self::resolve::Index;
 use self::trust::Keyring;
 use crate::epoch::Epoch;
 use crate::image::arch::Arch;
+use crate::image::cache::LayerWriter;
+use crate::image::compress::Compression;
 use crate::image::layer::Layer;
 use crate::image::store::BlobStore;
 use crate::workspace::Workspace;
@@ -96,10 +98,8 @@ pub struct Ready {
     pub cached: bool,
 }
 
-/// The runtime layer of each arch: from the layer cache when its inputs are unchanged (no
-/// `.deb` is read), else built from verified cached `.deb`s, downloading missing ones first
-/// unless offline. Every `.deb` of every arch is present and verified before any layer is
-/// written, so a bad lock fails the build with nothing written.
+/// The runtime layer of each arch, gzip-compressed, cached in target/images/runtime-cache
+/// (see `layers_in`).
 pub fn layers(
     ws: &Workspace,
     store: &BlobStore,
@@ -109,9 +109,33 @@ pub fn layers(
     epoch: Epoch,
     mode: Mode,
 ) -> anyhow::Result<BTreeMap<Arch, Ready>> {
+    let writer = LayerWriter::uncached(store.clone(), Compression::Gzip);
+    layers_in(&ws.images_dir(), &writer, rt, cache, arches, epoch, mode)
+}
+
+/// The runtime layer of each arch, written into `writer`'s store with its compression: from
+/// the layer cache (`<images_dir>/runtime-cache`) when its inputs, the compressor's identity
+/// among them, are unchanged (no `.deb` is read), else built from verified cached `.deb`s,
+/// downloading missing ones first unless offline. Every `.deb` of every arch is present and
+/// verified before any layer is written, so a bad lock fails the build with nothing written.
+/// The runtime layer keeps this input-keyed cache rather than `writer`'s tree-keyed one: a
+/// tree key would need every `.deb` unpacked first.
+pub fn layers_in(
+    images_dir: &Path,
+    writer: &LayerWriter,
+    rt: &Runtime,
+    cache: &Cache,
+    arches: &[Arch],
+    epoch: Epoch,
+    mode: Mode,
+) -> anyhow::Result<BTreeMap<Arch, Ready>> {
+    let store = &writer.store;
+    let compression = writer.compression;
     let epoch = layer_epoch(&rt.lock, epoch);
-    let layer_cache = LayerCache::new(&ws.images_dir().join("runtime-cache"));
-    let compressor = layer::compressor_identity(&ws.root);
+    let layer_cache = LayerCache::new(&images_dir.join("runtime-cache"));
+    // Issue 7: the compressed bytes depend on the compressor, so gzip and zstd builds never
+    // share a cached runtime layer.
+    let compressor = compression.identity();
     let mut out = BTreeMap::new();
     let mut todo = Vec::new();
     for &arch in arches {
@@ -174,13 +198,18 @@ pub fn layers(
         loaded.push((arch, key, packages));
     }
     tracing::debug!(took = ?t.elapsed(), "loaded and verified the .debs");
-    for (arch, key, packages) in loaded {
+    // The arches are independent and compression is CPU-bound: build them concurrently
+    // (issue 7). Each layer's bytes depend only on its own inputs.
+    let built = crate::commands::image::concurrently(&loaded, |(arch, _, packages)| {
         let t = std::time::Instant::now();
-        let (layer, listing) = layer::build(store, arch, &packages, &rt.prune, epoch)?;
-        layer_cache.put(&key, &layer, &listing)?;
+        let (layer, listing) = layer::build(store, *arch, packages, &rt.prune, epoch, compression)?;
         tracing::info!(%arch, packages = packages.len(), diff_id = %layer.diff_id, took = ?t.elapsed(), "runtime layer built");
+        Ok((layer, listing))
+    })?;
+    for ((arch, key, packages), (layer, listing)) in loaded.iter().zip(built) {
+        layer_cache.put(key, &layer, &listing)?;
         out.insert(
-            arch,
+            *arch,
             Ready {
                 layer,
                 listing,
