@@ -326,15 +326,7 @@ fn zstd_layers_have_the_gzip_diff_id_and_skopeo_and_podman_read_them() {
         assert_eq!(format!("sha256:{}", id.trim()), z.id());
         // The files podman unpacked from both zstd layers: the binary we put in, run by the
         // runtime layer's bash.
-        let out = run(&mut podman(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
+        let out = run(pm.run_container().args([
             "--entrypoint",
             "/bin/bash",
             "fluxion-ha:amd64",

@@ -229,18 +229,8 @@ fn podman_loads_both_archives() {
         ]));
         assert_eq!(format!("sha256:{}", id.trim()), row.image_id);
     }
-    let out = run(pm.podman().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "fluxion-ha:amd64",
-        "/bin/fluxion-main",
-        "--version",
-    ]));
+    let out = run(pm
+        .run_container()
+        .args(["fluxion-ha:amd64", "/bin/fluxion-main", "--version"]));
     assert!(out.contains(&support::addon().version), "{out}");
 }

@@ -325,6 +325,19 @@ impl Podman {
             .env("TMPDIR", d);
         c
     }
+
+    /// `podman run --rm --network none` with the ulimits rootful podman needs on these
+    /// machines; append the image and its command.
+    pub fn run_container(&self) -> Command {
+        let mut c = self.podman();
+        c.args(["run", "--rm", "--network", "none"]).args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ]);
+        c
+    }
 }
 
 /// The OCI image-spec schemas beside the checkout (`<workspace>/../shared/ref/oci-image-spec`).
