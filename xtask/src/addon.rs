@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 
 pub mod lint;
 

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{addon, run, tool, workspace, xtask_bin, EPOCH};
+use xtask::arch::Arch;
 use xtask::bench::{snapshot, written};
 use xtask::build::Binary;
-use xtask::commands::image::{image_step, Built};
-use xtask::image::arch::Arch;
 use xtask::image::cache::LayerWriter;
 use xtask::image::compress::{Compression, MEDIA_TYPE_TAR_ZSTD};
 use xtask::image::hash::sha256;
-use xtask::publish::docker_archive;
+use xtask::image::Image;
+use xtask::pipeline::{self, Checked, ImageOutputs, Options};
+use xtask::publish::{docker_archive, Format, Written};
 use xtask::runtime::{self, cache::Cache, cache::Mode, Runtime};
 use xtask::workspace::Workspace;
 
@@ -43,9 +44,44 @@ fn rt() -> Runtime {
     Runtime::load(&workspace()).unwrap()
 }
 
-/// `image_step` as `cargo xtask image` runs it, with the runtime `.deb`s from the cache.
+/// One image and its docker-archive, as the image step wrote them.
+struct Built {
+    image: Image,
+    archive: PathBuf,
+    written: Written,
+}
+
+/// The image step as `cargo xtask image` runs it (per arch: archive, result link, layout),
+/// with the runtime `.deb`s from the cache.
 fn step(ws: &Workspace, bins: &[Binary], c: Compression) -> Vec<Built> {
-    image_step(ws, &addon(), &rt(), bins, EPOCH, Mode::Offline, c).unwrap()
+    let checked = Checked {
+        addon: addon(),
+        runtime: rt(),
+    };
+    let outputs = ImageOutputs::new(ws);
+    let opts = Options {
+        arches: bins.iter().map(|b| b.arch).collect(),
+        builder: Default::default(),
+        compression: c,
+        downloads: Mode::Offline,
+        epoch: EPOCH,
+        publishers: outputs.publishers(false),
+    };
+    let built = pipeline::image_step(ws, &checked, bins, &opts).unwrap();
+    built
+        .images
+        .iter()
+        .map(|image| {
+            let o = built
+                .output(Format::DockerArchive, Some(image.arch))
+                .unwrap();
+            Built {
+                image: image.clone(),
+                archive: o.path.clone().unwrap(),
+                written: o.written.clone().unwrap(),
+            }
+        })
+        .collect()
 }
 
 /// A scratch workspace: images under `<dir>/target/images`, result links in `<dir>`.
@@ -79,8 +115,10 @@ fn a_noop_rebuild_writes_no_file() {
     ] {
         assert!(images.join(p).is_file(), "{p} was written by the build");
     }
-    let runtime_cache = std::fs::read_dir(images.join("runtime-cache"))
+    // Runtime layer entries are the ones that record a listing (for the app layer's check).
+    let runtime_cache = std::fs::read_dir(images.join("cache/layers"))
         .unwrap()
+        .filter(|e| support::read_json(&e.as_ref().unwrap().path())["listing"].is_object())
         .count();
     assert!(runtime_cache >= 2, "a runtime layer cache entry per arch");
     let links = |r: &Path| -> Vec<(PathBuf, u64)> {
@@ -173,7 +211,6 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
     );
     let rt = rt();
     let rls = runtime::layers_in(
-        &c,
         &w,
         &rt,
         &Cache::open_default().unwrap(),

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use xtask::addon::AddonConfig;
 use xtask::epoch::Epoch;
-use xtask::image::arch::Arch;
+use xtask::arch::Arch;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

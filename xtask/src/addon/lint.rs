@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::{AddonConfig, SERVICE_PORT};
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 use super::{remap_flags, BIN, PACKAGE};
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 use crate::workspace::Workspace;
 
 pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<PathBuf>> {

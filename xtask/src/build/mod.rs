@@ -8,9 +8,20 @@ use std::path::PathBuf;
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::flags::BuilderKind;
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 use crate::workspace::Workspace;
+
+/// How `fluxion-main` is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Builder {
+    /// cargo, unless the workspace has a Cross.toml (then cross).
+    #[default]
+    Auto,
+    /// cargo with rustup's musl targets, linked by rust-lld.
+    Cargo,
+    /// `cross build`.
+    Cross,
+}
 
 /// A checked binary: right ELF machine, statically linked. Its bytes are kept so the
 /// assembler never reads the file a second time.
@@ -29,12 +40,12 @@ pub fn build(
     sh: &Shell,
     ws: &Workspace,
     arches: &[Arch],
-    kind: BuilderKind,
+    builder: Builder,
 ) -> anyhow::Result<Vec<Binary>> {
-    let kind = resolve(ws, kind);
-    tracing::info!(?kind, targets = ?arches.iter().map(|a| a.rust_target()).collect::<Vec<_>>(), "building {BIN}");
-    let paths = match kind {
-        BuilderKind::Cross => cross::build(sh, ws, arches)?,
+    let builder = resolve(ws, builder);
+    tracing::info!(?builder, targets = ?arches.iter().map(|a| a.rust_target()).collect::<Vec<_>>(), "building {BIN}");
+    let paths = match builder {
+        Builder::Cross => cross::build(sh, ws, arches)?,
         _ => cargo::build(sh, ws, arches)?,
     };
     arches
@@ -52,11 +63,11 @@ pub fn build(
 
 /// `auto` means cargo, unless the workspace has a Cross.toml (the user's way of saying that
 /// cross is how this project builds).
-fn resolve(ws: &Workspace, kind: BuilderKind) -> BuilderKind {
-    match kind {
-        BuilderKind::Auto if ws.root.join("Cross.toml").is_file() => BuilderKind::Cross,
-        BuilderKind::Auto => BuilderKind::Cargo,
-        k => k,
+fn resolve(ws: &Workspace, builder: Builder) -> Builder {
+    match builder {
+        Builder::Auto if ws.root.join("Cross.toml").is_file() => Builder::Cross,
+        Builder::Auto => Builder::Cargo,
+        b => b,
     }
 }
 

@@ -10,7 +10,7 @@ use xshell::Shell;
 
 use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 use crate::image::json;
 use crate::workspace::Workspace;
 use crate::{atomic, flags};

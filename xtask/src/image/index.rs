@@ -8,7 +8,7 @@ use oci_spec::image::{
     PlatformBuilder,
 };
 
-use super::arch::Arch;
+use crate::arch::Arch;
 use super::manifest;
 use super::store::{Blob, BlobStore};
 use super::{json, Image};

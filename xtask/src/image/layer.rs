@@ -1,12 +1,11 @@
 //! Layers: a file tree written as a deterministic tar, gzip-compressed, hashed while streaming.
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::compress::Compression;
 use super::hash::HashWriter;
-use super::store::{Blob, BlobStore};
+use super::store::{Blob, BlobStore, VerifyingReader};
 use crate::epoch::Epoch;
 use anyhow::{bail, Context};
 
@@ -24,7 +23,9 @@ pub struct Layer {
 #[derive(Debug, Clone)]
 pub enum Data {
     Bytes(Arc<[u8]>),
-    File(PathBuf),
+    /// A blob in the store, shipped by a publisher: read through a `VerifyingReader`, so a
+    /// corrupt store can never put other bytes under its digest.
+    Blob(Blob),
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +96,24 @@ impl Tree {
         self.entries.is_empty()
     }
 
+    /// The bytes of its files (what a tar of it is about as long as): for ordering work.
+    pub fn content_len(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|n| match n {
+                Node::File {
+                    data: Data::Bytes(b),
+                    ..
+                } => b.len() as u64,
+                Node::File {
+                    data: Data::Blob(b),
+                    ..
+                } => b.size,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Write the tree as a tar stream: sorted, uid/gid 0, empty user/group names, mtime =
     /// epoch, modes as given. Returns nothing but what it wrote to `out`.
     pub fn write_tar<W: Write>(&self, out: W, epoch: Epoch) -> anyhow::Result<W> {
@@ -120,11 +139,10 @@ impl Tree {
                             h.set_size(b.len() as u64);
                             tar.append_data(&mut h, path, &b[..])
                         }
-                        Data::File(p) => {
-                            let f = std::fs::File::open(p)
-                                .with_context(|| format!("opening {} for {path}", p.display()))?;
-                            h.set_size(f.metadata()?.len());
-                            tar.append_data(&mut h, path, f)
+                        Data::Blob(blob) => {
+                            h.set_size(blob.size);
+                            let mut r = VerifyingReader::open(blob)?;
+                            tar.append_data(&mut h, path, &mut r).and_then(|()| r.finish())
                         }
                     }
                 }
