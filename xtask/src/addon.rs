@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::epoch::Epoch;
 use crate::arch::Arch;
+use crate::epoch::Epoch;
 
 pub mod lint;
 

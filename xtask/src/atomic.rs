@@ -119,7 +119,11 @@ pub fn exit_on_signals() -> anyhow::Result<()> {
 /// interrupt a run at each kind of temp file.
 fn pause_if_asked(temp: &Path) {
     static AT: OnceLock<Option<String>> = OnceLock::new();
-    let at = AT.get_or_init(|| std::env::var("FLUXION_XTASK_PAUSE_AT").ok().filter(|s| !s.is_empty()));
+    let at = AT.get_or_init(|| {
+        std::env::var("FLUXION_XTASK_PAUSE_AT")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
     let Some(at) = at else { return };
     if temp.to_string_lossy().contains(at.as_str()) {
         eprintln!("xtask: paused at {}", temp.display());
@@ -382,10 +386,10 @@ pub fn replace_dir(
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => {
                 drop(l);
-                return Err(discard(anyhow::Error::new(e).context(format!(
-                    "moving the old {} aside",
-                    dest.display()
-                ))));
+                return Err(discard(
+                    anyhow::Error::new(e)
+                        .context(format!("moving the old {} aside", dest.display())),
+                ));
             }
         };
         if let Err(e) = std::fs::rename(&temp, dest) {
@@ -472,15 +476,20 @@ mod tests {
         std::fs::create_dir_all(stale_dir.join("blobs")).unwrap();
         std::fs::write(stale_dir.join("blobs/b"), b"12345").unwrap();
         // Same pid as ours but another start time: an earlier process with our pid.
-        let reused = root
-            .path()
-            .join(format!(".y.tmp-{}.{}-0", std::process::id(), my_start_time() + 1));
+        let reused = root.path().join(format!(
+            ".y.tmp-{}.{}-0",
+            std::process::id(),
+            my_start_time() + 1
+        ));
         std::fs::write(&reused, b"x").unwrap();
         std::fs::write(root.path().join("blob"), b"not a temp file").unwrap();
         assert!(sweep(root.path(), ".none").unwrap().is_empty());
         let swept = sweep(root.path(), "").unwrap();
         let paths: Vec<&Path> = swept.iter().map(|s| s.path.as_path()).collect();
-        assert_eq!(paths, [stale.as_path(), stale_dir.as_path(), reused.as_path()]);
+        assert_eq!(
+            paths,
+            [stale.as_path(), stale_dir.as_path(), reused.as_path()]
+        );
         assert_eq!(swept.iter().map(|s| s.bytes).sum::<u64>(), 11 + 5 + 1);
         assert!(mine.exists(), "a live run's temp file stays");
         assert!(root.path().join("blob").exists());

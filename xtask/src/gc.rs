@@ -89,7 +89,11 @@ impl Freed {
     }
 
     pub fn bytes(&self) -> u64 {
-        self.groups.iter().flat_map(|(_, v)| v).map(|s| s.bytes).sum()
+        self.groups
+            .iter()
+            .flat_map(|(_, v)| v)
+            .map(|s| s.bytes)
+            .sum()
     }
 }
 
@@ -125,10 +129,7 @@ pub fn clean(ws: &Workspace, cache: &Cache) -> anyhow::Result<Freed> {
         }
     }
     let mut freed = Freed::default();
-    freed.add(
-        "temp files of earlier runs",
-        sweep_stale(ws, cache)?,
-    );
+    freed.add("temp files of earlier runs", sweep_stale(ws, cache)?);
 
     // Layer cache entries: of another format (older xtask), unreadable, or whose blob is
     // missing or corrupt (the validation rule, so a corrupt blob goes too).
@@ -137,7 +138,10 @@ pub fn clean(ws: &Workspace, cache: &Cache) -> anyhow::Result<Freed> {
     let mut keep: BTreeSet<String> = BTreeSet::new();
     let mut stale = Vec::new();
     for (path, digest) in layers.entries()? {
-        let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let key = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         let hit = digest.and_then(|_| layers.get_by_name(&store, key));
         match hit {
             Some(hit) => {
@@ -158,9 +162,15 @@ pub fn clean(ws: &Workspace, cache: &Cache) -> anyhow::Result<Freed> {
 
     // Outputs, and the blobs they hold.
     let mut orphans = Vec::new();
-    for entry in std::fs::read_dir(&images).with_context(|| format!("listing {}", images.display()))? {
+    for entry in
+        std::fs::read_dir(&images).with_context(|| format!("listing {}", images.display()))?
+    {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if let Some(output) = name.strip_suffix(".inputs.json") {
             if !images.join(output).exists() {
                 orphans.extend(remove(&path)?);
@@ -242,7 +252,10 @@ fn clean_unpacked(cache: &Cache) -> anyhow::Result<Vec<Swept>> {
         };
     }
     for side in &sides {
-        let key = side.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let key = side
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         if !unpacked.verify(key) {
             out.extend(remove(side)?);
             out.extend(remove(&side.with_extension("tar"))?);
@@ -252,7 +265,9 @@ fn clean_unpacked(cache: &Cache) -> anyhow::Result<Vec<Swept>> {
         let recorded = sides.contains(&tar.with_extension("json"));
         let old = std::fs::metadata(&tar)
             .and_then(|m| m.modified())
-            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > UNRECORDED_GRACE);
+            .is_ok_and(|t| {
+                SystemTime::now().duration_since(t).unwrap_or_default() > UNRECORDED_GRACE
+            });
         if !recorded && old {
             out.extend(remove(&tar)?);
         }

@@ -19,6 +19,7 @@ use crate::addon::AddonConfig;
 use crate::arch::Arch;
 use crate::build::{self, Binary, Builder};
 use crate::epoch::Epoch;
+use crate::gc;
 use crate::image::cache::{LayerWriter, Pending, Source};
 use crate::image::compress::Compression;
 use crate::image::layer::Layer;
@@ -30,7 +31,6 @@ use crate::publish::{Assembled, Format, Output, Publisher};
 use crate::runtime::cache::{Cache, Mode};
 use crate::runtime::{self, Runtime};
 use crate::workspace::Workspace;
-use crate::gc;
 
 /// Everything a run needs besides the workspace.
 pub struct Options<'a> {
@@ -80,9 +80,13 @@ impl Built {
 
 /// Check, build, assemble, publish.
 pub fn run(sh: &Shell, ws: &Workspace, opts: &Options<'_>) -> anyhow::Result<Built> {
+    let t = std::time::Instant::now();
     let checked = check(ws, &opts.arches)?;
+    tracing::debug!(took = ?t.elapsed(), "inputs checked");
     // Binaries first: a binary that fails its check (issue 2) must leave nothing written.
+    let t = std::time::Instant::now();
     let binaries = build::build(sh, ws, &opts.arches, opts.builder)?;
+    tracing::debug!(took = ?t.elapsed(), "built and checked the binaries");
     image_step(ws, &checked, &binaries, opts)
 }
 
@@ -99,6 +103,7 @@ pub fn image_step(
     let cache = Cache::open_default()?;
     gc::sweep_stale(ws, &cache)?;
     let with_index = opts.publishers.iter().any(|p| p.needs_index());
+    let t = std::time::Instant::now();
     let assembled = assemble(
         &images_dir,
         checked,
@@ -109,7 +114,10 @@ pub fn image_step(
         opts.downloads,
         with_index,
     )?;
+    tracing::debug!(took = ?t.elapsed(), "assembled");
+    let t = std::time::Instant::now();
     let outputs = publish(&assembled, &opts.publishers)?;
+    tracing::debug!(took = ?t.elapsed(), "published");
     Ok(Built {
         images: assembled.images,
         multi: assembled.multi,
@@ -134,7 +142,7 @@ pub fn assemble(
     with_index: bool,
 ) -> anyhow::Result<Assembled> {
     let writer = LayerWriter::open(images_dir, compression)?;
-    let arches: Vec<Arch> = binaries.iter().map(|b| b.arch).collect();
+    let arches: Vec<Arch> = binaries.iter().map(|b| b.arch()).collect();
     let rt = &checked.runtime;
     let plan = runtime::prepare(&writer, rt, cache, &arches, epoch, downloads)?;
 
@@ -142,17 +150,19 @@ pub fn assemble(
     let mut app_layers: Vec<Option<Layer>> = Vec::new();
     let mut app_pending: Vec<Pending> = Vec::new();
     for b in binaries {
+        let arch = b.arch();
         let tree = app::tree(b)?;
-        let below = plan.listing(b.arch).expect("a runtime layer per arch");
+        let below = plan.listing(arch).expect("a runtime layer per arch");
         listing::check_app_over_runtime(below, &tree)
-            .with_context(|| format!("stacking the app layer on the runtime layer for {}", b.arch))?;
+            .with_context(|| format!("stacking the app layer on the runtime layer for {arch}"))?;
+        // The binary goes in by its known digest (build/): a hit reads nothing of it.
         let key = writer.key(Source::Tree(&tree), epoch)?;
         match writer.lookup(key.as_ref()) {
             Some(hit) => app_layers.push(Some(hit.layer)),
             None => {
                 app_layers.push(None);
                 app_pending.push(Pending {
-                    what: format!("the app layer for {}", b.arch),
+                    what: format!("the app layer for {arch}"),
                     key,
                     tree,
                     epoch,
@@ -171,7 +181,7 @@ pub fn assemble(
 
     let mut images = Vec::new();
     for (b, app) in binaries.iter().zip(app_layers) {
-        let arch = b.arch;
+        let arch = b.arch();
         let rl = &runtime_layers[&arch];
         let app = app.expect("every app layer cached or written");
         let created_by = format!(

@@ -35,7 +35,7 @@ fn binaries() -> Vec<Binary> {
                 .join(arch.rust_target())
                 .join("release/fluxion-main");
             let bytes = std::fs::read(&path).unwrap();
-            Binary { arch, path, bytes }
+            Binary::new(arch, path, bytes)
         })
         .collect()
 }
@@ -60,7 +60,7 @@ fn step(ws: &Workspace, bins: &[Binary], c: Compression) -> Vec<Built> {
     };
     let outputs = ImageOutputs::new(ws);
     let opts = Options {
-        arches: bins.iter().map(|b| b.arch).collect(),
+        arches: bins.iter().map(|b| b.arch()).collect(),
         builder: Default::default(),
         compression: c,
         downloads: Mode::Offline,
@@ -221,7 +221,7 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
     .unwrap();
     assert!(rls.values().all(|r| !r.cached));
     for (bin, want) in bins.iter().zip(&cold_shas) {
-        let rl = &rls[&bin.arch];
+        let rl = &rls[&bin.arch()];
         let created_by = format!(
             "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
             rl.packages, rt.lock.source.suite
@@ -232,10 +232,10 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
             created_by: &created_by,
         };
         let image = xtask::image::assemble_on(&w, &addon, bin, EPOCH, Some(base)).unwrap();
-        let dest = c.join(format!("{}.tar", bin.arch));
-        let tag = format!("fluxion-ha:{}", bin.arch);
+        let dest = c.join(format!("{}.tar", bin.arch()));
+        let tag = format!("fluxion-ha:{}", bin.arch());
         let out = docker_archive::write(&dest, &[(&image, vec![tag])], EPOCH).unwrap();
-        assert_eq!(&out.sha256, want, "{}: uncached differs", bin.arch);
+        assert_eq!(&out.sha256, want, "{}: uncached differs", bin.arch());
     }
 }
 
@@ -248,7 +248,9 @@ fn an_app_only_change_rewrites_only_that_images_top_layer_config_manifest_and_ar
     let before = snapshot(tmp.path()).unwrap();
 
     // The app changed for amd64 only: one more byte at the end of the binary.
-    bins[0].bytes.push(0);
+    let mut bytes = bins[0].bytes().unwrap().to_vec();
+    bytes.push(0);
+    bins[0] = Binary::new(bins[0].arch(), bins[0].path().to_owned(), bytes);
     let second = step(&ws, &bins, Compression::Gzip);
     let changed = written(&before, &snapshot(tmp.path()).unwrap());
 

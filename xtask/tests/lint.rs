@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use xtask::addon::AddonConfig;
-use xtask::epoch::Epoch;
 use xtask::arch::Arch;
+use xtask::epoch::Epoch;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

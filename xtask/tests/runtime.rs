@@ -526,11 +526,7 @@ fn app_only_change_keeps_the_runtime_layer() {
         xtask::image::assemble_on(
             &LayerWriter::uncached(s.store.clone(), Compression::Gzip),
             &addon,
-            &xtask::build::Binary {
-                arch: Arch::Amd64,
-                path: "fluxion-main".into(),
-                bytes: bytes.to_vec(),
-            },
+            &xtask::build::Binary::new(Arch::Amd64, "fluxion-main".into(), bytes.to_vec()),
             EPOCH,
             Some(xtask::image::Base {
                 layer: &r.layer,
@@ -790,12 +786,8 @@ fn real_images_run_bash_and_coreutils_under_docker() {
         let image = xtask::image::assemble_on(
             &LayerWriter::uncached(s.store.clone(), Compression::Gzip),
             &addon,
-            &xtask::build::Binary {
-                arch,
-                path: "fluxion-main".into(),
-                // The runtime is under test, not the service: any bytes do for the app.
-                bytes: b"not the service".to_vec(),
-            },
+            // The runtime is under test, not the service: any bytes do for the app.
+            &xtask::build::Binary::new(arch, "fluxion-main".into(), b"not the service".to_vec()),
             EPOCH,
             Some(xtask::image::Base {
                 layer: &r.layer,

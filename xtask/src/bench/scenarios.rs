@@ -132,12 +132,9 @@ fn read_binaries(binaries: &[Binary]) -> anyhow::Result<Vec<Binary>> {
     binaries
         .iter()
         .map(|b| {
-            Ok(Binary {
-                arch: b.arch,
-                path: b.path.clone(),
-                bytes: std::fs::read(&b.path)
-                    .with_context(|| format!("reading {}", b.path.display()))?,
-            })
+            let bytes = std::fs::read(b.path())
+                .with_context(|| format!("reading {}", b.path().display()))?;
+            Ok(Binary::new(b.arch(), b.path().to_owned(), bytes))
         })
         .collect()
 }
@@ -156,7 +153,16 @@ fn assembly(
 ) -> anyhow::Result<(Assembly, Vec<Image>, Vec<Image>)> {
     let assemble = |scratch: &Path, c: Compression, cache: &Cache| -> anyhow::Result<Vec<Image>> {
         let bins = read_binaries(binaries)?;
-        let a = pipeline::assemble(scratch, checked, cache, &bins, c, epoch, Mode::Offline, false)?;
+        let a = pipeline::assemble(
+            scratch,
+            checked,
+            cache,
+            &bins,
+            c,
+            epoch,
+            Mode::Offline,
+            false,
+        )?;
         Ok(a.images)
     };
     // A download cache of links to the user's `.deb`s whose unpacked cache can be emptied.
@@ -201,7 +207,10 @@ fn assembly(
     let gzip_images = out[0].1.clone();
     let zstd_images = out[3].1.clone();
     for (c, images) in &out[1..3] {
-        let same = images.iter().zip(&gzip_images).all(|(a, b)| a.manifest == b.manifest);
+        let same = images
+            .iter()
+            .zip(&gzip_images)
+            .all(|(a, b)| a.manifest == b.manifest);
         if *c == Compression::Gzip && !same {
             bail!("the bench's cached and uncached assemblies gave different images");
         }
@@ -346,7 +355,7 @@ fn app_only(
     let copy = dir.join("workspace");
     repro::mirror(sh, ws, &copy)?;
     let copy_target = copy.join("target");
-    let arches: Vec<Arch> = before_bins.iter().map(|b| b.arch).collect();
+    let arches: Vec<Arch> = before_bins.iter().map(|b| b.arch()).collect();
     // Seed the copy's target dir with the workspace's compiled dependencies (a copy, never
     // links into the user's), and build with the workspace's own flags: cargo then recompiles
     // only the fluxion crate instead of every dependency.
@@ -411,13 +420,13 @@ fn app_only(
             .zip(&arches)
             .map(|(path, &arch)| {
                 let bytes = std::fs::read(&path)?;
-                Ok(Binary { arch, path, bytes })
+                Ok(Binary::new(arch, path, bytes))
             })
             .collect::<anyhow::Result<Vec<_>>>()?
     };
     for (a, b) in before_bins.iter().zip(&changed_bins) {
-        if a.bytes == b.bytes {
-            bail!("the one-line change did not change the {} binary", a.arch);
+        if a.sha256() == b.sha256() {
+            bail!("the one-line change did not change the {} binary", a.arch());
         }
     }
 

@@ -29,7 +29,8 @@ pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<
     };
 
     let mut found: Vec<(String, PathBuf)> = Vec::new();
-    for line in out.lines() {
+    // One message per compiled unit: parse only the few that can name the binary.
+    for line in out.lines().filter(|l| l.contains(BIN)) {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };

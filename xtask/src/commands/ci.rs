@@ -50,9 +50,10 @@ impl flags::Ci {
 
         // One epoch for both builds: the copy has no git history to read it from.
         let epoch = Epoch::discover(sh)?;
-        let built = step("image --arch all (with the multi-arch layout and archive)", || {
-            build_all(sh, ws, epoch)
-        })?;
+        let built = step(
+            "image --arch all (with the multi-arch layout and archive)",
+            || build_all(sh, ws, epoch),
+        )?;
         print_summary(ws, &built, false);
         if !self.no_repro {
             step("reproducibility", || {

@@ -80,7 +80,8 @@ fn print_multi_arch(ws: &Workspace, b: &Built, as_json: bool) {
         tracing::info!(index = %multi.index.digest, name, "multi-arch index");
         return;
     }
-    let path = |o: &crate::publish::Output| rel(&ws.root, o.path.as_deref().unwrap_or(Path::new("")));
+    let path =
+        |o: &crate::publish::Output| rel(&ws.root, o.path.as_deref().unwrap_or(Path::new("")));
     println!();
     println!("multi-arch {name} -> {}, {}", path(layout), path(archive));
     println!("{:<8} {:<8} {}", "all", "index", multi.index.digest);

@@ -39,7 +39,8 @@ const TAR_FORMAT: &str = "fluxion-layer-tar v1 (gnu headers, sorted, uid/gid 0, 
 
 /// What a layer is made from, besides the tar format, the compressor and the epoch.
 pub enum Source<'a> {
-    /// A file tree, keyed by every entry (the file contents by sha256).
+    /// A file tree, keyed by every entry (the file contents by sha256; a file whose digest
+    /// is known, `Data::File`, is not read).
     Tree(&'a Tree),
     /// Inputs the producer declares, as canonical bytes (the runtime layer: arch, locked
     /// packages with their sha256, prune and keep rules), under a kind that keeps producers
@@ -91,6 +92,12 @@ fn tree_fields(h: &mut Fields, tree: &Tree) -> anyhow::Result<()> {
                         h.field(&(b.len() as u64).to_be_bytes())
                             .field(&Sha256::digest(b));
                     }
+                    // The same fields as its bytes would give, from its known digest.
+                    Data::File(f) => {
+                        let digest = decode_digest(&f.digest)
+                            .with_context(|| format!("the digest of {path}"))?;
+                        h.field(&f.size.to_be_bytes()).field(&digest);
+                    }
                     // A blob is named by its digest (content addressing).
                     Data::Blob(blob) => {
                         h.field(&blob.size.to_be_bytes())
@@ -107,6 +114,19 @@ fn tree_fields(h: &mut Fields, tree: &Tree) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `sha256:<hex>` as its 32 bytes.
+fn decode_digest(d: &str) -> anyhow::Result<[u8; 32]> {
+    let hex = d
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64)
+        .ok_or_else(|| anyhow::anyhow!("{d:?} is not a sha256 digest"))?;
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(out)
 }
 
 struct Fields(Sha256);
@@ -407,13 +427,30 @@ mod tests {
         .unwrap();
         assert_ne!(base, key(&t, Epoch(1), g).unwrap());
         // Declared inputs: by kind and bytes, never equal to a tree's key.
-        let d = |kind, inputs: &[u8]| {
-            Key::new(Source::Declared { kind, inputs }, Epoch(1), g).unwrap()
-        };
+        let d =
+            |kind, inputs: &[u8]| Key::new(Source::Declared { kind, inputs }, Epoch(1), g).unwrap();
         assert_eq!(d("k", b"x"), d("k", b"x"));
         assert_ne!(d("k", b"x"), d("k", b"y"));
         assert_ne!(d("k", b"x"), d("j", b"x"));
         assert_ne!(d("k", b"x"), base);
+        // A file of known digest gives the key its bytes would.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x"), b"a").unwrap();
+        let mut t = Tree::new();
+        let file = crate::image::layer::FileRef {
+            path: d.path().join("x"),
+            size: 1,
+            digest: crate::image::hash::sha256(b"a"),
+        };
+        t.insert(
+            "bin/x",
+            Node::File {
+                mode: 0o755,
+                data: Data::File(file),
+            },
+        )
+        .unwrap();
+        assert_eq!(key(&t, Epoch(1), g).unwrap(), base);
     }
 
     #[test]

@@ -144,7 +144,10 @@ mod tests {
         assert!(g.contains(&format!("zlib-rs-{}", locked::ZLIB_RS)), "{g}");
         let z = Compression::Zstd.identity();
         assert!(z.starts_with("zstd-6 zstd-0."), "{z}");
-        assert!(z.contains(&format!("zstd-safe-{}", locked::ZSTD_SAFE)), "{z}");
+        assert!(
+            z.contains(&format!("zstd-safe-{}", locked::ZSTD_SAFE)),
+            "{z}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Layers: a file tree written as a deterministic tar, gzip-compressed, hashed while streaming.
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::compress::Compression;
@@ -20,9 +21,20 @@ pub struct Layer {
     pub uncompressed_size: u64,
 }
 
+/// A file outside the store whose size and sha256 are known (a built binary, build/): read
+/// only when a layer is written, and checked then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub path: PathBuf,
+    pub size: u64,
+    /// `sha256:<hex>`
+    pub digest: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum Data {
     Bytes(Arc<[u8]>),
+    File(FileRef),
     /// A blob in the store, shipped by a publisher: read through a `VerifyingReader`, so a
     /// corrupt store can never put other bytes under its digest.
     Blob(Blob),
@@ -109,6 +121,10 @@ impl Tree {
                     data: Data::Blob(b),
                     ..
                 } => b.size,
+                Node::File {
+                    data: Data::File(f),
+                    ..
+                } => f.size,
                 _ => 0,
             })
             .sum()
@@ -142,7 +158,14 @@ impl Tree {
                         Data::Blob(blob) => {
                             h.set_size(blob.size);
                             let mut r = VerifyingReader::open(blob)?;
-                            tar.append_data(&mut h, path, &mut r).and_then(|()| r.finish())
+                            tar.append_data(&mut h, path, &mut r)
+                                .and_then(|()| r.finish())
+                        }
+                        Data::File(f) => {
+                            h.set_size(f.size);
+                            let mut r = VerifyingReader::open_file(f)?;
+                            tar.append_data(&mut h, path, &mut r)
+                                .and_then(|()| r.finish())
                         }
                     }
                 }

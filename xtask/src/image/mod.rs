@@ -13,11 +13,11 @@ pub mod store;
 
 use anyhow::Context;
 
-use crate::arch::Arch;
 use self::cache::LayerWriter;
 use self::layer::Layer;
 use self::store::{Blob, BlobStore};
 use crate::addon::AddonConfig;
+use crate::arch::Arch;
 use crate::build::Binary;
 use crate::epoch::Epoch;
 
@@ -72,7 +72,7 @@ pub fn assemble_on(
     epoch: Epoch,
     base: Option<Base<'_>>,
 ) -> anyhow::Result<Image> {
-    let arch = binary.arch;
+    let arch = binary.arch();
     let store = &writer.store;
     let app_tree = app::tree(binary)?;
     if let Some(b) = &base {

@@ -11,6 +11,7 @@ use anyhow::Context;
 use sha2::{Digest as _, Sha256};
 
 use super::hash::HashWriter;
+use super::layer::FileRef;
 use crate::atomic::AtomicFile;
 
 /// A stored blob and the descriptor facts about it (OCI image-spec descriptor.md).
@@ -95,12 +96,17 @@ impl BlobStore {
     }
 }
 
-/// Reads a stored blob while hashing it. When the bytes run out, a size or digest other than
-/// the blob's is an error that names the blob, and the corrupt file is removed from the store,
-/// so running the build again rewrites it. Publishers copy every blob through one of these.
+/// Reads a stored blob (or a file of known digest) while hashing it. When the bytes run out,
+/// a size or digest other than the expected one is an error that names the file; a corrupt
+/// store blob is also removed, so running the build again rewrites it. Publishers copy every
+/// blob through one of these.
 pub struct VerifyingReader {
     file: io::BufReader<std::fs::File>,
-    blob: Blob,
+    path: PathBuf,
+    digest: String,
+    size: u64,
+    /// A store blob (removed when corrupt), or another file (left alone).
+    in_store: bool,
     hasher: Sha256,
     count: u64,
     verified: bool,
@@ -108,19 +114,35 @@ pub struct VerifyingReader {
 
 impl VerifyingReader {
     pub fn open(blob: &Blob) -> io::Result<VerifyingReader> {
-        let file = std::fs::File::open(&blob.path).map_err(|e| {
+        Self::open_at(&blob.path, &blob.digest, blob.size, true)
+    }
+
+    /// A file outside the store (a built binary): a mismatch means it changed meanwhile.
+    pub fn open_file(f: &FileRef) -> io::Result<VerifyingReader> {
+        Self::open_at(&f.path, &f.digest, f.size, false)
+    }
+
+    fn open_at(
+        path: &Path,
+        digest: &str,
+        size: u64,
+        in_store: bool,
+    ) -> io::Result<VerifyingReader> {
+        let file = std::fs::File::open(path).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "opening blob {} at {}: {e}; run the build again to rewrite the store",
-                    blob.digest,
-                    blob.path.display()
+                    "opening {digest} at {}: {e}; run the build again to rewrite it",
+                    path.display()
                 ),
             )
         })?;
         Ok(VerifyingReader {
             file: io::BufReader::with_capacity(1 << 16, file),
-            blob: blob.clone(),
+            path: path.to_owned(),
+            digest: digest.to_owned(),
+            size,
+            in_store,
             hasher: Sha256::new(),
             count: 0,
             verified: false,
@@ -137,30 +159,38 @@ impl VerifyingReader {
 
     fn check(&mut self) -> io::Result<()> {
         let actual = format!("sha256:{:x}", std::mem::take(&mut self.hasher).finalize());
-        if actual == self.blob.digest && self.count == self.blob.size {
+        if actual == self.digest && self.count == self.size {
             self.verified = true;
             return Ok(());
         }
-        let removed = std::fs::remove_file(&self.blob.path).is_ok();
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
+        let msg = if self.in_store {
+            let removed = std::fs::remove_file(&self.path).is_ok();
             format!(
-                "blob {} in the store ({}) is corrupt: expected {} bytes with that digest, read {} \
-                 bytes hashing to {actual}; refusing to publish it. {}",
-                self.blob.digest,
-                self.blob.path.display(),
-                self.blob.size,
+                "blob {} in the store ({}) is corrupt: expected {} bytes with that digest, read \
+                 {} bytes hashing to {actual}; refusing to publish it. {}",
+                self.digest,
+                self.path.display(),
+                self.size,
                 self.count,
                 if removed {
                     "It has been removed from the store: run the same command again to rebuild it"
                 } else {
                     "Remove it (or run `cargo xtask clean --cache`), then run the command again"
                 }
-            ),
-        ))
+            )
+        } else {
+            format!(
+                "{} changed while the image was built: expected {} bytes with {}, read {} \
+                 bytes hashing to {actual}; run the command again",
+                self.path.display(),
+                self.size,
+                self.digest,
+                self.count
+            )
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidData, msg))
     }
 }
-
 impl Read for VerifyingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.file.read(buf)?;
@@ -197,7 +227,10 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err()
             .to_string();
-        assert!(err.contains(&blob.digest) && err.contains("run the same command again"), "{err}");
+        assert!(
+            err.contains(&blob.digest) && err.contains("run the same command again"),
+            "{err}"
+        );
         assert!(!blob.path.exists(), "the corrupt blob was removed");
         // put() notices a flipped byte too, and writes the blob again.
         std::fs::write(&blob.path, b"{\"a\":2}").unwrap();

@@ -93,6 +93,11 @@ pub fn tree_key(format: &str, epoch: Epoch, t: &Tree) -> anyhow::Result<String> 
                             .field(blob.digest.as_bytes())
                             .field(&blob.size.to_be_bytes());
                     }
+                    Data::File(f) => {
+                        key.field(b"file")
+                            .field(f.digest.as_bytes())
+                            .field(&f.size.to_be_bytes());
+                    }
                 }
             }
             Node::Symlink { target } => {

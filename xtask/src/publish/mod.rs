@@ -42,9 +42,9 @@ pub struct Assembled {
 impl Assembled {
     /// The multi-arch value, or an error naming the publisher that needs it.
     pub fn multi(&self, who: &str) -> anyhow::Result<&MultiArch> {
-        self.multi
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("{who} needs the multi-arch index, which was not assembled"))
+        self.multi.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("{who} needs the multi-arch index, which was not assembled")
+        })
     }
 }
 

@@ -124,6 +124,12 @@ fn materialise(t: &Tree, dir: &Path) -> anyhow::Result<()> {
                     std::fs::write(&to, b)?;
                     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode))?;
                 }
+                Data::File(f) => {
+                    let mut r = VerifyingReader::open_file(f)?;
+                    std::io::copy(&mut r, &mut std::fs::File::create(&to)?)?;
+                    r.finish()?;
+                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode))?;
+                }
                 Data::Blob(blob) => {
                     link_or_copy(blob, &to)?;
                     // On a link this sets the store file's mode too: the same inode.

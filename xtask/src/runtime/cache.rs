@@ -43,16 +43,7 @@ pub enum Mode {
 
 impl Cache {
     pub fn default_dir() -> anyhow::Result<PathBuf> {
-        if let Some(d) = std::env::var_os("FLUXION_CACHE_DIR").filter(|d| !d.is_empty()) {
-            return Ok(PathBuf::from(d));
-        }
-        if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-            return Ok(PathBuf::from(d).join("fluxion-xtask"));
-        }
-        let home = std::env::var_os("HOME")
-            .filter(|d| !d.is_empty())
-            .context("no FLUXION_CACHE_DIR, XDG_CACHE_HOME or HOME to put the download cache in; set FLUXION_CACHE_DIR")?;
-        Ok(PathBuf::from(home).join(".cache").join("fluxion-xtask"))
+        crate::host::cache_dir()
     }
 
     pub fn open_default() -> anyhow::Result<Cache> {

@@ -157,8 +157,11 @@ impl Plan {
 
     /// Every runtime layer, given the written `layers` of `pending` (in its order).
     pub fn finish(mut self, layers: Vec<Layer>) -> BTreeMap<Arch, Ready> {
-        for (((arch, packages), p), layer) in
-            self.pending_arches.into_iter().zip(self.pending).zip(layers)
+        for (((arch, packages), p), layer) in self
+            .pending_arches
+            .into_iter()
+            .zip(self.pending)
+            .zip(layers)
         {
             tracing::info!(%arch, packages, diff_id = %layer.diff_id, "runtime layer built");
             self.ready.insert(
@@ -258,17 +261,25 @@ pub fn prepare(
     if !missing.is_empty() {
         cache.ensure(&Net::new(), rt.decl.mirror(), &missing, mode)?;
     }
-    let read = parallel::map(&jobs.iter().zip(from_cache).collect::<Vec<_>>(), |((_, _, p), got)| {
-        if let Some(entries) = got {
-            return Ok(entries.clone());
-        }
-        // Verified again on the bytes actually used (the cache file could change between the
-        // check and now).
-        let bytes = cache.load(&wanted(p))?;
-        let entries = deb::read(&p.name, &bytes, &rt.prune)?;
-        unpacked.put(&Unpacked::key(&p.sha256, &rt.prune), &p.name, &p.sha256, &entries)?;
-        Ok(entries)
-    })?;
+    let read = parallel::map(
+        &jobs.iter().zip(from_cache).collect::<Vec<_>>(),
+        |((_, _, p), got)| {
+            if let Some(entries) = got {
+                return Ok(entries.clone());
+            }
+            // Verified again on the bytes actually used (the cache file could change between the
+            // check and now).
+            let bytes = cache.load(&wanted(p))?;
+            let entries = deb::read(&p.name, &bytes, &rt.prune)?;
+            unpacked.put(
+                &Unpacked::key(&p.sha256, &rt.prune),
+                &p.name,
+                &p.sha256,
+                &entries,
+            )?;
+            Ok(entries)
+        },
+    )?;
     tracing::debug!(took = ?t.elapsed(), unpacked = missing.len(), packages = jobs.len(), "read the packages");
     let mut per_arch: Vec<BTreeMap<usize, Vec<deb::Entry>>> = vec![BTreeMap::new(); todo.len()];
     for ((a, i, _), entries) in jobs.iter().zip(read) {

@@ -93,11 +93,11 @@ pub fn image(store: &BlobStore, addon: &AddonConfig, arch: Arch, variant: &str) 
     )
     .unwrap();
     let base = base.write_layer(store, EPOCH).unwrap();
-    let binary = Binary {
+    let binary = Binary::new(
         arch,
-        path: PathBuf::from("fluxion-main"),
-        bytes: app_bytes(arch, variant),
-    };
+        PathBuf::from("fluxion-main"),
+        app_bytes(arch, variant),
+    );
     let app = app::tree(&binary)
         .unwrap()
         .write_layer(store, EPOCH)
@@ -145,7 +145,9 @@ pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, 
         .into_iter()
         .map(|o| (o.arch.unwrap(), o.path.unwrap()))
         .collect();
-    let layout = MultiArchLayout { dir: dir.clone() }.publish(&assembled).unwrap();
+    let layout = MultiArchLayout { dir: dir.clone() }
+        .publish(&assembled)
+        .unwrap();
     let archive = HybridArchive { dir }.publish(&assembled).unwrap();
     let built = MultiBuilt {
         multi,

@@ -208,8 +208,8 @@ pub fn authorize(
                 }
                 bail!("token request to {realm} failed ({status}); check the credentials and that they may push to {reference}");
             }
-            let body: serde_json::Value = serde_json::from_str(&resp.text()?)
-                .context("the token response is not JSON")?;
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.text()?).context("the token response is not JSON")?;
             let token = body
                 .get("token")
                 .or_else(|| body.get("access_token"))
