@@ -138,6 +138,20 @@ struct DirSidecar {
     key: String,
     /// Every file under the directory (relative path) with its size and mtime.
     files: BTreeMap<String, (u64, u128)>,
+    /// Files that are hard links to store blobs (relative path -> the blob's path): fresh only
+    /// while each is still the store's file. A store blob found corrupt is removed and written
+    /// anew, and a layout still linking the old inode must then be rewritten too, whatever its
+    /// mtimes say.
+    #[serde(default)]
+    linked: BTreeMap<String, PathBuf>,
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Size and mtime of every regular file under `dir`; `None` if anything else is there (a
@@ -175,17 +189,31 @@ pub fn check_dir(dest: &Path, key: &str) -> bool {
     let Ok(s) = serde_json::from_slice::<DirSidecar>(&bytes) else {
         return false;
     };
-    s.key == key && listing(dest).is_some_and(|files| files == s.files)
+    s.key == key
+        && listing(dest).is_some_and(|files| files == s.files)
+        && s.linked
+            .iter()
+            .all(|(rel, blob)| same_file(&dest.join(rel), blob))
 }
 
 /// Record that the directory `dest` (just written) is what `key`'s inputs produce.
 pub fn record_dir(dest: &Path, key: &str) -> anyhow::Result<()> {
+    record_dir_linked(dest, key, BTreeMap::new())
+}
+
+/// `record_dir` for a directory whose `linked` files are hard links to those store blobs.
+pub fn record_dir_linked(
+    dest: &Path,
+    key: &str,
+    linked: BTreeMap<String, PathBuf>,
+) -> anyhow::Result<()> {
     let files = listing(dest).ok_or_else(|| {
         anyhow::anyhow!("{} cannot be listed right after writing it", dest.display())
     })?;
     let s = DirSidecar {
         key: key.to_owned(),
         files,
+        linked,
     };
     atomic::write(&sidecar_path(dest), &json::to_canonical(&s))
 }

@@ -105,12 +105,14 @@ pub fn write_dir(dest: &Path, t: &Tree) -> anyhow::Result<()> {
         tracing::debug!(layout = %dest.display(), "unchanged inputs: not rewriting");
         return Ok(());
     }
-    atomic::replace_dir(dest, |dir| materialise(t, dir))
+    let mut linked = BTreeMap::new();
+    atomic::replace_dir(dest, |dir| materialise(t, dir, &mut linked))
         .with_context(|| format!("writing the OCI layout {}", dest.display()))?;
-    fresh::record_dir(dest, &key)
+    fresh::record_dir_linked(dest, &key, linked)
 }
 
-fn materialise(t: &Tree, dir: &Path) -> anyhow::Result<()> {
+/// Write `t`'s files into `dir`; `linked` gets each file made a hard link to a store blob.
+fn materialise(t: &Tree, dir: &Path, linked: &mut BTreeMap<String, PathBuf>) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for (path, node) in t.iter() {
         let to = dir.join(path);
@@ -131,7 +133,9 @@ fn materialise(t: &Tree, dir: &Path) -> anyhow::Result<()> {
                     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode))?;
                 }
                 Data::Blob(blob) => {
-                    link_or_copy(blob, &to)?;
+                    if link_or_copy(blob, &to)? {
+                        linked.insert(path.clone(), blob.path.clone());
+                    }
                     // On a link this sets the store file's mode too: the same inode.
                     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode))?;
                 }
@@ -144,14 +148,14 @@ fn materialise(t: &Tree, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `to` as a hard link to the store's blob after checking the blob's bytes, or, where a link
-/// cannot be made (another filesystem), a copy through the verifying reader.
-fn link_or_copy(blob: &Blob, to: &Path) -> anyhow::Result<()> {
+/// `to` as a hard link to the store's blob after checking the blob's bytes (true), or, where
+/// a link cannot be made (another filesystem), a copy through the verifying reader (false).
+fn link_or_copy(blob: &Blob, to: &Path) -> anyhow::Result<bool> {
     let mut r = VerifyingReader::open(blob)?;
     if std::fs::hard_link(&blob.path, to).is_ok() {
         // The same inode: hashing the store's file checks the layout's.
         std::io::copy(&mut r, &mut std::io::sink())?;
-        return r.finish().map_err(|e| {
+        return r.finish().map(|()| true).map_err(|e| {
             let _ = std::fs::remove_file(to);
             e.into()
         });
@@ -160,7 +164,8 @@ fn link_or_copy(blob: &Blob, to: &Path) -> anyhow::Result<()> {
         std::fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
     std::io::copy(&mut r, &mut out)
         .with_context(|| format!("copying blob {} into {}", blob.digest, to.display()))?;
-    Ok(r.finish()?)
+    r.finish()?;
+    Ok(false)
 }
 
 /// `<dir>/fluxion-ha-<arch>.oci/` per image: the image alone, named by the bare version tag
