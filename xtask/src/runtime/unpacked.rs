@@ -17,7 +17,7 @@ use super::deb::{self, Entry, Prune};
 use crate::atomic::{self, AtomicFile};
 use crate::image::hash::HashWriter;
 use crate::image::json;
-use crate::image::layer::{Data, Node};
+use crate::image::layer;
 use crate::locked;
 use crate::stamp::{self, Stamp};
 
@@ -152,46 +152,13 @@ impl Unpacked {
     }
 }
 
-/// The entries as a plain tar, in their order, everything `deb::entries` reads back: GNU
-/// headers (long names and link targets in ././@LongLink entries), modes, link targets.
+/// The entries as a plain tar, in their order, everything `deb::entries` reads back (the
+/// layer tar's header conventions, layer::append, with mtime 0).
 fn write_tar<W: Write>(out: W, entries: &[Entry]) -> anyhow::Result<W> {
     let mut tar = tar::Builder::new(out);
     for e in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        let path = e.path.as_str();
-        match &e.node {
-            Node::Dir { mode } => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(*mode);
-                h.set_size(0);
-                tar.append_data(&mut h, format!("{path}/"), std::io::empty())
-            }
-            Node::File { mode, data } => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                let Data::Bytes(b) = data else {
-                    anyhow::bail!("{path}: a package entry holds its bytes");
-                };
-                h.set_size(b.len() as u64);
-                tar.append_data(&mut h, path, &b[..])
-            }
-            Node::Symlink { target } => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                tar.append_link(&mut h, path, target)
-            }
-            Node::Hardlink { target } => {
-                h.set_entry_type(tar::EntryType::Link);
-                h.set_mode(0o644);
-                h.set_size(0);
-                tar.append_link(&mut h, path, target)
-            }
-        }
-        .with_context(|| format!("adding {path}"))?;
+        layer::append(&mut tar, &e.path, &e.node, 0)
+            .with_context(|| format!("adding {}", e.path))?;
     }
     tar.into_inner().context("finishing the tar")
 }
@@ -201,6 +168,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::image::layer::{Data, Node};
 
     fn file(path: &str, mode: u32, bytes: &[u8]) -> Entry {
         Entry {
