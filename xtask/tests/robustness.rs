@@ -70,17 +70,7 @@ impl Scratch {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
-        write(
-            "ws/Cargo.toml",
-            "[workspace]\nresolver = \"2\"\nmembers = [\"fluxion\"]\n",
-        );
-        write(
-            "ws/fluxion/Cargo.toml",
-            "[package]\nname = \"fluxion\"\nversion = \"0.9.0\"\nedition = \"2021\"\n\n\
-             [[bin]]\nname = \"fluxion-main\"\npath = \"src/main.rs\"\n",
-        );
-        write("ws/fluxion/src/main.rs", "fn main() {}\n");
-        write("ws/addon/config.yaml", CONFIG);
+        fixture::workspace_files(&d.join("ws"), "0.9.0", CONFIG);
 
         // The fixture runtime layer, the same packages for both arches, served on loopback.
         let mirror = Mirror::start();
