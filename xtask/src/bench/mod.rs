@@ -46,19 +46,47 @@ pub fn measure(
         run()?;
         times.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    let median = if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    };
-    Ok(Stat {
-        median_s: median,
-        min_s: times[0],
-        max_s: times[n - 1],
-        runs: n,
-    })
+    Ok(Stat::of(times))
+}
+
+impl Stat {
+    /// Median, min and max of some timings (at least one).
+    pub fn of(mut times: Vec<f64>) -> Stat {
+        times.sort_by(f64::total_cmp);
+        let n = times.len();
+        let median = if n % 2 == 1 {
+            times[n / 2]
+        } else {
+            (times[n / 2 - 1] + times[n / 2]) / 2.0
+        };
+        Stat {
+            median_s: median,
+            min_s: times[0],
+            max_s: times[n - 1],
+            runs: n,
+        }
+    }
+}
+
+/// Time `a` and `b` alternately, `runs` times each after one warm-up of each: on a shared
+/// machine whose load drifts, both figures see the same conditions.
+pub fn measure_pair(
+    runs: usize,
+    mut a: impl FnMut() -> anyhow::Result<()>,
+    mut b: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Stat, Stat)> {
+    a().context("warm-up run")?;
+    b().context("warm-up run")?;
+    let (mut ta, mut tb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let t = Instant::now();
+        a()?;
+        ta.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        b()?;
+        tb.push(t.elapsed().as_secs_f64());
+    }
+    Ok((Stat::of(ta), Stat::of(tb)))
 }
 
 /// A ratio of medians, and the goal it is held against (`ratio <= goal` is met).

@@ -307,20 +307,16 @@ fn noop(sh: &Shell, ws: &Workspace, arches: &[Arch], runs: usize) -> anyhow::Res
     xtask()?;
     let images = ws.images_dir();
     let before = bench::snapshot(&images)?;
-    let ours = bench::measure(runs, || Ok(()), xtask)?;
+    // Interleaved, so both see the same load on a shared machine.
+    let (ours, cargo) = bench::measure_pair(runs, xtask, || {
+        build::cargo::command(sh, ws, arches)
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map(drop)
+            .context("no-op cargo build")
+    })?;
     let files_written = bench::written(&before, &bench::snapshot(&images)?);
-    let cargo = bench::measure(
-        runs,
-        || Ok(()),
-        || {
-            build::cargo::command(sh, ws, arches)
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .map(drop)
-                .context("no-op cargo build")
-        },
-    )?;
     Ok(Noop {
         ratio: Ratio::of(&ours, &cargo, Some(1.2)),
         xtask_image: ours,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Node, Tree};
+use super::layer::{normalise, Node, Tree};
 
 /// The path -> kind listing of a layer (`dir 0755`, `file 0644`, `symlink`, `hardlink`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +34,33 @@ fn kind_of(node: &Node) -> String {
 /// The app layer goes on top of the runtime layer: a path in both is an error unless both
 /// are directories with the same mode (then the upper one, the app's, would win anyway).
 /// /etc/passwd and /etc/group come from the app layer; Debian's base-passwd is not in the
-/// closure, so no package provides them.
+/// closure, so no package provides them. A symlink of the app layer (`/bin/sh -> bash`) must
+/// name a path one of the two layers has.
 pub fn check_app_over_runtime(runtime: &Listing, app: &Tree) -> anyhow::Result<()> {
+    let mut dangling = Vec::new();
+    for (path, node) in app.iter() {
+        let Node::Symlink { target } = node else {
+            continue;
+        };
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        let joined = if target.starts_with('/') {
+            target.clone()
+        } else {
+            format!("{dir}/{target}")
+        };
+        let found = normalise(&joined)
+            .is_ok_and(|t| runtime.paths.contains_key(&t) || app.get(&t).is_some());
+        if !found {
+            dangling.push(format!("/{path} -> {target}"));
+        }
+    }
+    if !dangling.is_empty() {
+        bail!(
+            "the app layer's symlinks point at nothing in the image: {}; add the package that \
+             provides the target to addon/runtime.toml",
+            dangling.join(", ")
+        );
+    }
     let mut clashes = Vec::new();
     for (path, node) in app.iter() {
         let Some(kind) = runtime.paths.get(path) else {
