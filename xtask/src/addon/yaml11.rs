@@ -225,9 +225,11 @@ impl Builder<'_> {
                                     merged.extend(m);
                                 }
                             }
-                            _ => return Err(format!(
+                            _ => {
+                                return Err(format!(
                                 "expected a mapping or list of mappings for merging at line {line}"
-                            )),
+                            ))
+                            }
                         }
                         continue;
                     }
