@@ -66,6 +66,21 @@ fn the_checkout_is_a_valid_store() {
     ] {
         assert!(out.contains(&want), "no {want:?} in:\n{out}");
     }
+    // DOCS.md tells users the URL that repository.yaml names and the container it gives.
+    let docs = std::fs::read_to_string(workspace().join("addon/DOCS.md")).unwrap();
+    let repo = std::fs::read_to_string(workspace().join("repository.yaml")).unwrap();
+    let url = repo
+        .lines()
+        .find_map(|l| l.strip_prefix("url: "))
+        .unwrap()
+        .trim();
+    let id = xtask::addon::store::repository_id(url);
+    for want in [
+        format!("add `{url}`"),
+        format!("docker exec -it addon_{id}_{} bash", addon.slug),
+    ] {
+        assert!(docs.contains(&want), "DOCS.md lacks {want:?}");
+    }
     // The plain `lint` runs the store check too.
     let out = support::run(
         Command::new(support::xtask_bin())
