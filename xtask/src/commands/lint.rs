@@ -41,7 +41,8 @@ pub fn run_store(sh: &Shell, root: &Path, ws: &Workspace) -> anyhow::Result<()> 
     let errors = report.errors();
     if errors > 0 {
         bail!(
-            "store: {errors} error(s): Supervisor would refuse the repository at {} or show a              broken add-on; fix the files named above",
+            "store: {errors} error(s): Supervisor would refuse the repository at {} or show a \
+             broken add-on; fix the files named above",
             root.display()
         );
     }
