@@ -321,8 +321,12 @@ struct Backoff {
 }
 
 impl Backoff {
+    /// The tick an interval later starts a few milliseconds before `retry_at` (its time is
+    /// read after the timer fires): a second of slack keeps "retry next tick" from slipping
+    /// to the tick after.
     fn allows(&self, now: DateTime<Utc>) -> bool {
-        self.retry_at.is_none_or(|at| now >= at)
+        self.retry_at
+            .is_none_or(|at| now + Duration::seconds(1) >= at)
     }
 
     /// Records a failure: waits one update interval, doubling per failure, at most 5 min.
@@ -500,8 +504,10 @@ impl Controller {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => {}
+                // A stop wins over a due tick: no new round starts once stopping.
+                biased;
                 _ = stop.wait_for(|s| *s) => break,
+                _ = interval.tick() => {}
             }
             let mut stopping = stop.clone();
             let grace = async move {
@@ -637,7 +643,8 @@ impl Controller {
         if tx.selects.use_mode.is_some() && tx.selects.manual_mode.is_some() {
             self.last_selects = tx.selects.clone();
         }
-        if tx.wrote {
+        // Debug mode debounces its logged changes like real ones.
+        if tx.wrote || self.cfg.control.debug_mode {
             self.last_change = Some(now);
         }
         match tx.result {
@@ -817,10 +824,9 @@ impl Controller {
         if selects.use_mode.is_some() && selects.manual_mode.is_some() {
             self.last_selects = selects.clone();
         }
+        let mut done_now = false;
         if selects.mode() == Some(Mode::SelfUse) {
-            if !self.fallback_done {
-                tracing::warn!("{reason}: inverter is in Self Use; retrying reads");
-            }
+            done_now = !self.fallback_done;
             self.fallback_done = true;
             self.backoff.succeeded();
             self.failure = None;
@@ -828,7 +834,9 @@ impl Controller {
             // Something put it back into Manual Mode: not done any more.
             self.fallback_done = false;
         }
-        if self.fallback_done {
+        if done_now {
+            tracing::warn!("{reason}: inverter is in Self Use; retrying reads");
+        } else if self.fallback_done {
             tracing::warn!("{reason}: still waiting for usable data");
         } else if !self.backoff.allows(now) {
             tracing::warn!(
@@ -850,6 +858,9 @@ impl Controller {
                 .transact(client, now, Mode::SelfUse, &selects, false)
                 .await;
             let ok = tx.result.is_ok();
+            if ok && !self.cfg.control.debug_mode {
+                tracing::info!("fallback done: the selects read back {}", tx.selects);
+            }
             if !self.stopping() {
                 self.settle(now, Mode::SelfUse, tx);
                 self.fallback_done = ok;
@@ -1091,6 +1102,13 @@ impl Controller {
                     last.clone()
                 }
             };
+            if selects.use_mode.is_none() {
+                let e = "the mode selects could not be read; nothing written, the inverter keeps \
+                         its mode"
+                    .to_string();
+                tracing::error!("stop: {e}");
+                return HandBack::Failed(e);
+            }
             if !selects.forced() {
                 tracing::info!(
                     "stop: inverter is in {selects}, not a mode FluxION sets; leaving it"
@@ -1261,8 +1279,8 @@ mod tests {
             .map(|_| (b.failed(t, 60) - t).num_seconds())
             .collect();
         assert_eq!(delays, [60, 120, 240, 300, 300, 300]);
-        assert!(!b.allows(t + Duration::seconds(299)));
-        assert!(b.allows(t + Duration::seconds(300)));
+        assert!(!b.allows(t + Duration::seconds(298)));
+        assert!(b.allows(t + Duration::milliseconds(299_500)));
         b.succeeded();
         assert!(b.allows(t));
         // A long update interval is never shortened by the cap.

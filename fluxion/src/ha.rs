@@ -351,10 +351,14 @@ impl HaClient {
             },
             // An invalid select option: 500 from core 2024.3 (`select.async_select_option`
             // raises ValueError); 502 from the Supervisor proxy while core restarts.
+            // One line for the log and the dashboard banner.
             s => Err(HaError::Status {
                 url,
                 status: s.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
             }),
         }
     }
@@ -362,7 +366,7 @@ impl HaClient {
 
 /// `1500` ms as `1.5`, `10000` as `10`.
 fn seconds(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         (ms / 1000).to_string()
     } else {
         format!("{:.1}", ms as f64 / 1000.0)

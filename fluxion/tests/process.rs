@@ -197,8 +197,12 @@ fn control_service(ha: &FakeHa, dir: &std::path::Path, extra: &[(&str, &str)]) -
 
 /// Sends SIGTERM, waits for a successful exit and returns how long it took.
 fn terminate(service: &mut Service) -> Duration {
+    stop_with(service, nix::sys::signal::Signal::SIGTERM)
+}
+
+fn stop_with(service: &mut Service, sig: nix::sys::signal::Signal) -> Duration {
     let sent = Instant::now();
-    service.signal(nix::sys::signal::Signal::SIGTERM);
+    service.signal(sig);
     let status = service
         .wait(Duration::from_secs(10))
         .expect("fluxion-main did not exit");
@@ -214,23 +218,38 @@ fn self_use() -> (String, String) {
     ("Self Use Mode".into(), "Stop Charge and Discharge".into())
 }
 
+/// SIGTERM for the forced modes, SIGINT (Ctrl-C in a terminal) for Hold: the same stop.
 #[test]
 fn sigterm_hands_back_to_self_use_from_every_forced_mode_within_five_seconds() {
+    use nix::sys::signal::Signal::{SIGINT, SIGTERM};
     let now = chrono::Utc::now();
     let hold = [
         ("FLUXION_PLAN_EXPECTED_NET_LOAD_KW", "1"),
         ("FLUXION_PRICING_GRID_FEE_SELL", "0.5"),
         ("FLUXION_PLAN_TERMINAL_VALUE_PER_KWH", "0"),
     ];
-    for (manual, prices, soc, extra) in [
-        ("Force Charge", vec![(4, 0.01), (92, 0.30)], "40", &[][..]),
-        ("Force Discharge", vec![(4, 0.50), (92, 0.01)], "60", &[]),
+    for (manual, prices, soc, extra, sig) in [
+        (
+            "Force Charge",
+            vec![(4, 0.01), (92, 0.30)],
+            "40",
+            &[][..],
+            SIGTERM,
+        ),
+        (
+            "Force Discharge",
+            vec![(4, 0.50), (92, 0.01)],
+            "60",
+            &[],
+            SIGTERM,
+        ),
         // A cheaper night with a 1 kW house before a dear evening: keep the charge.
         (
             "Stop Charge and Discharge",
             vec![(8, 0.20), (12, 0.50), (76, 0.20)],
             "45",
             &hold,
+            SIGINT,
         ),
     ] {
         let ha = FakeHa::start();
@@ -247,7 +266,7 @@ fn sigterm_hands_back_to_self_use_from_every_forced_mode_within_five_seconds() {
             .wait_for_log("option=\"Manual Mode\"", Duration::from_secs(30))
             .unwrap_or_else(|| panic!("{manual}: never switched to Manual Mode"));
         assert_eq!(selects(&ha), ("Manual Mode".into(), manual.into()));
-        let took = terminate(&mut service);
+        let took = stop_with(&mut service, sig);
         assert!(
             took < Duration::from_secs(5),
             "{manual}: took {took:?} to stop"
@@ -366,4 +385,37 @@ fn after_a_crash_the_restart_hands_back_until_there_is_a_plan() {
         .expect("hand-back not written");
     assert_eq!(selects(&ha), self_use());
     terminate(&mut service);
+}
+
+#[test]
+fn sigterm_is_bounded_when_home_assistant_hangs() {
+    // Accepts connections and never answers, like a core stuck at start-up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let mut service = Service::start(
+        dir.path(),
+        &[
+            ("HA_URL", &url),
+            ("HA_TOKEN", TOKEN),
+            ("FLUXION_CONTROL_DEBUG_MODE", "false"),
+        ],
+    );
+    // Let the first tick get stuck waiting for /api/config.
+    std::thread::sleep(Duration::from_millis(300));
+    let took = terminate(&mut service);
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+    service
+        .wait_for_log("abandoned a tick", Duration::from_secs(2))
+        .expect("the stuck tick was not abandoned");
 }
