@@ -621,6 +621,19 @@ mod tests {
             .collect()
     }
 
+    /// Loads with `text` as options.json and no environment.
+    fn load_options(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = write(&dir, "options.json", text);
+        Config::load(
+            &Sources {
+                toml: None,
+                options_json: Some(&opts),
+            },
+            env(&[]),
+        )
+    }
+
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -692,18 +705,8 @@ mod tests {
 
     #[test]
     fn wrong_types_and_unknown_keys_name_their_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = write(
-            &dir,
-            "options.json",
+        let e = load_options(
             r#"{"battery": {"capacity_kwh": "big", "colour": 1}, "control": {"debug_mode": 3}}"#,
-        );
-        let e = Config::load(
-            &Sources {
-                toml: None,
-                options_json: Some(&opts),
-            },
-            env(&[]),
         )
         .unwrap_err();
         let text = e.to_string();
@@ -714,19 +717,9 @@ mod tests {
 
     #[test]
     fn a_type_error_does_not_hide_range_errors_elsewhere() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = write(
-            &dir,
-            "options.json",
+        let e = load_options(
             r#"{"battery": {"capacity_kwh": "ten", "min_soc": 95, "max_soc": 90},
                 "control": {"stop_mode": "off", "max_data_age_s": 5}}"#,
-        );
-        let e = Config::load(
-            &Sources {
-                toml: None,
-                options_json: Some(&opts),
-            },
-            env(&[]),
         )
         .unwrap_err();
         let text = e.to_string();
@@ -793,16 +786,7 @@ mod tests {
 
     #[test]
     fn malformed_options_json_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = write(&dir, "options.json", "{not json");
-        let e = Config::load(
-            &Sources {
-                toml: None,
-                options_json: Some(&opts),
-            },
-            env(&[]),
-        )
-        .unwrap_err();
+        let e = load_options("{not json").unwrap_err();
         assert!(e.to_string().contains("is not valid JSON"), "{e}");
     }
 

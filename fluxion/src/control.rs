@@ -899,6 +899,34 @@ impl Controller {
         self.commands.push_back(cmd);
     }
 
+    /// One checked `select.select_option`, logged and kept in the recent commands.
+    async fn write_select(
+        &mut self,
+        client: &HaClient,
+        now: DateTime<Utc>,
+        entity: &str,
+        option: &str,
+    ) -> Result<(), String> {
+        let result = client.select_option(entity, option).await;
+        match &result {
+            Ok(()) => {
+                tracing::info!("called select.select_option entity_id={entity} option={option:?}")
+            }
+            Err(e) => tracing::error!(
+                "select.select_option entity_id={entity} option={option:?} failed: {e}"
+            ),
+        }
+        let error = result.err().map(|e| e.to_string());
+        self.record(Command {
+            at: now,
+            entity_id: entity.into(),
+            option: option.into(),
+            sent: error.is_none(),
+            error: error.clone(),
+        });
+        error.map_or(Ok(()), Err)
+    }
+
     /// Drives the selects to `mode` as one transaction: the writes in the safe order, each
     /// checked against HA's answer; `Manual Mode` only after the manual select reads back the
     /// wanted command; stop at the first failure; read both back; a failure that leaves Manual
@@ -990,30 +1018,13 @@ impl Controller {
                     }
                 }
             }
-            let mut cmd = Command {
-                at: now,
-                entity_id: entity.clone(),
-                option: option.into(),
-                sent: false,
-                error: None,
-            };
-            match client.select_option(&entity, option).await {
+            match self.write_select(client, now, &entity, option).await {
                 Ok(()) => {
-                    tracing::info!(
-                        "called select.select_option entity_id={entity} option={option:?}"
-                    );
-                    cmd.sent = true;
                     wrote = true;
                     current.set(which, option);
-                    self.record(cmd);
                 }
                 Err(e) => {
-                    tracing::error!(
-                        "select.select_option entity_id={entity} option={option:?} failed: {e}"
-                    );
-                    cmd.error = Some(e.to_string());
-                    self.record(cmd);
-                    error = Some(e.to_string());
+                    error = Some(e);
                     break;
                 }
             }
@@ -1037,28 +1048,16 @@ impl Controller {
             // Half done and unsafe (still forcing, but not what is wanted): hand back now.
             if mode != Mode::SelfUse && selects.unsafe_for(mode) {
                 let entity = self.entities.use_mode.clone();
-                let mut cmd = Command {
-                    at: now,
-                    entity_id: entity.clone(),
-                    option: SELF_USE_MODE.into(),
-                    sent: false,
-                    error: None,
-                };
-                match client.select_option(&entity, SELF_USE_MODE).await {
+                match self.write_select(client, now, &entity, SELF_USE_MODE).await {
                     Ok(()) => {
-                        tracing::warn!(
-                            "handed back: called select.select_option entity_id={entity} option={SELF_USE_MODE:?}"
-                        );
-                        cmd.sent = true;
+                        tracing::warn!("handed back to {SELF_USE_MODE} after the failure");
                         wrote = true;
                         e.push_str("; handed back to Self Use Mode");
                     }
                     Err(e2) => {
-                        cmd.error = Some(e2.to_string());
                         e.push_str(&format!("; handing back to Self Use Mode failed too: {e2}"));
                     }
                 }
-                self.record(cmd);
                 if let Ok(s) = self.read_selects(client).await {
                     selects = s;
                 }

@@ -11,7 +11,7 @@ use std::{
 
 use support::cdp::Browser;
 
-use support::fake_ha::{FakeHa, TOKEN};
+use support::fake_ha::TOKEN;
 use support::ingress::Ingress;
 use support::process::{http_get, Service};
 
@@ -36,15 +36,7 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     let Some(chromium) = chromium() else { return };
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        "sensor.current_spot_electricity_price",
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set("sensor.solax_battery_capacity", "40", None, now);
+    let ha = support::charging_ha("40");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{}", ha.addr);
     let service = Service::start(dir.path(), &[("HA_URL", &url), ("HA_TOKEN", TOKEN)]);
@@ -105,15 +97,7 @@ fn dashboard_renders_the_plan_under_an_ingress_prefix() {
 #[test]
 fn a_failed_write_shows_a_banner_with_the_time() {
     let Some(chromium) = chromium() else { return };
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        "sensor.current_spot_electricity_price",
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set("sensor.solax_battery_capacity", "40", None, now);
+    let ha = support::charging_ha("40");
     // The manual select does not offer Force Charge: core 2024.3 answers 500.
     ha.set_options(
         "select.solax_manual_mode_select",

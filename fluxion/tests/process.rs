@@ -112,15 +112,7 @@ fn sigint_stops_cleanly_within_two_seconds() {
 #[test]
 fn controls_the_fake_ha_and_stops_on_sigterm_with_a_stream_open() {
     use support::process::http_stream_first_event;
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        "sensor.current_spot_electricity_price",
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set("sensor.solax_battery_capacity", "40", None, now);
+    let ha = support::charging_ha("40");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{}", ha.addr);
     let mut service = Service::start(
@@ -284,15 +276,7 @@ fn sigterm_hands_back_to_self_use_from_every_forced_mode_within_five_seconds() {
 
 #[test]
 fn sigterm_with_stop_mode_keep_leaves_the_inverter() {
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        PRICE,
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set(SOC, "40", None, now);
+    let ha = support::charging_ha("40");
     let dir = tempfile::tempdir().unwrap();
     let mut service = control_service(&ha, dir.path(), &[("FLUXION_CONTROL_STOP_MODE", "keep")]);
     service
@@ -309,15 +293,8 @@ fn sigterm_with_stop_mode_keep_leaves_the_inverter() {
 
 #[test]
 fn sigterm_in_debug_mode_writes_nothing() {
-    let ha = FakeHa::start();
+    let ha = support::charging_ha("40");
     let now = chrono::Utc::now();
-    ha.set(
-        PRICE,
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set(SOC, "40", None, now);
     ha.set(USE_MODE, "Manual Mode", None, now);
     ha.set(MANUAL, "Force Discharge", None, now);
     let dir = tempfile::tempdir().unwrap();
@@ -343,15 +320,7 @@ fn sigterm_in_debug_mode_writes_nothing() {
 
 #[test]
 fn after_a_crash_the_restart_hands_back_until_there_is_a_plan() {
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        PRICE,
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set(SOC, "40", None, now);
+    let ha = support::charging_ha("40");
     let dir = tempfile::tempdir().unwrap();
     let mut service = control_service(&ha, dir.path(), &[]);
     service

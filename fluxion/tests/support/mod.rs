@@ -10,6 +10,20 @@ pub mod process;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
+/// A fake HA (core 2024.3) whose prices make the plan force-charge now, the SOC at `soc`.
+pub fn charging_ha(soc: &str) -> fake_ha::FakeHa {
+    let ha = fake_ha::FakeHa::start();
+    let now = chrono::Utc::now();
+    ha.set(
+        "sensor.current_spot_electricity_price",
+        "0.01",
+        Some(charge_now_prices(now, 4, 92)),
+        now,
+    );
+    ha.set("sensor.solax_battery_capacity", soc, None, now);
+    ha
+}
+
 /// Quarter-hour `forecast` attributes from the slot containing `now`: `cheap` slots at 0.01,
 /// then `dear` slots at 0.30, so the plan force-charges now.
 pub fn charge_now_prices(now: DateTime<Utc>, cheap: usize, dear: usize) -> Value {
