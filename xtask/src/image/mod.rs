@@ -23,7 +23,7 @@ use crate::epoch::Epoch;
 
 /// The app layer's `created_by` in the image config's history.
 pub const APP_CREATED_BY: &str =
-    "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
+    "cargo xtask image: /bin/fluxion-main, /bin/sh -> bash, /etc/passwd, /etc/group, /tmp, /data";
 
 /// One assembled image. A value: publishers write it many ways and never change it.
 #[derive(Debug, Clone)]
