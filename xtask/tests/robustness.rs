@@ -51,8 +51,9 @@ fn debs() -> Vec<(&'static str, Vec<u8>)> {
                 &[
                     E::Dir("./", 0o755),
                     E::Dir("./bin/", 0o755),
-                    E::File("./bin/fxsh", 0o755, &[7u8; 70_000]),
-                    E::Symlink("./bin/sh", "fxsh"),
+                    // The app layer's /bin/sh points at bash.
+                    E::File("./bin/bash", 0o755, &[7u8; 70_000]),
+                    E::Symlink("./bin/rbash", "bash"),
                 ],
                 Comp::Xz,
             ),
