@@ -83,7 +83,7 @@ impl Publisher for Daemon<'_> {
             out.push(Output {
                 format: Format::Daemon,
                 arch: archive.arch,
-                location: format!("{engine:?}").to_lowercase(),
+                location: format!("{engine:?}"),
                 path: None,
                 names,
                 written: None,
