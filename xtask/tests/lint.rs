@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use xtask::addon::AddonConfig;
+use xtask::arch::Arch;
 use xtask::epoch::Epoch;
-use xtask::image::arch::Arch;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -18,8 +18,8 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use super::{AddonConfig, SERVICE_PORT};
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

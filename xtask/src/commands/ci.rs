@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use xshell::{cmd, Shell};
 
-use super::image::{build_images, print_summary, write_multi_arch};
+use super::image::{archive_sha256s, build_all, print_summary};
 use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
-use crate::flags::{self, ArchSel, BuilderKind};
+use crate::flags;
 use crate::workspace::Workspace;
 use crate::{gitlab_local, repro};
 
@@ -50,13 +50,11 @@ impl flags::Ci {
 
         // One epoch for both builds: the copy has no git history to read it from.
         let epoch = Epoch::discover(sh)?;
-        let built = step("image --arch all", || {
-            build_images(sh, ws, &ArchSel::All.arches(), BuilderKind::Auto, epoch)
-        })?;
+        let built = step(
+            "image --arch all (with the multi-arch layout and archive)",
+            || build_all(sh, ws, epoch),
+        )?;
         print_summary(ws, &built, false);
-        step("multi-arch OCI layout and archive", || {
-            write_multi_arch(ws, &built, epoch)
-        })?;
         if !self.no_repro {
             step("reproducibility", || {
                 let dir = self
@@ -66,10 +64,7 @@ impl flags::Ci {
                 repro::mirror(sh, ws, &dir)?;
                 let xtask = running_xtask()?;
                 let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
-                let ours: BTreeMap<String, String> = built
-                    .iter()
-                    .map(|b| (b.image.arch.to_string(), b.written.sha256.clone()))
-                    .collect();
+                let ours: BTreeMap<String, String> = archive_sha256s(&built);
                 repro::compare(&ours, &theirs)
             })?;
         }
