@@ -165,7 +165,8 @@ fn assemble_one(
 ) -> anyhow::Result<Image> {
     let created_by = format!(
         "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
-        rl.packages, rt.lock.source.suite
+        rl.packages,
+        rt.lock.base_suite().name
     );
     img::assemble_on(
         writer,

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::deb::{self, Prune};
+use super::limits::{Budget, Limits};
 use super::lock::Locked;
 use crate::epoch::Epoch;
 use crate::image::arch::Arch;
@@ -23,8 +24,11 @@ pub struct Package<'a> {
 
 /// Merge the packages, in the order given (the lock's), into one tree. A path provided twice
 /// with different content is an error naming both packages; a directory may be provided by
-/// several packages when they agree on its mode.
-pub fn merge(packages: &[Package<'_>], prune: &Prune) -> anyhow::Result<Tree> {
+/// several packages when they agree on its mode. Unpacking stays within `limits` (per package
+/// and for all of them together).
+pub fn merge(packages: &[Package<'_>], prune: &Prune, limits: &Limits) -> anyhow::Result<Tree> {
+    let budget = Budget::new(*limits);
+    let budget = &budget;
     let mut tree = Tree::new();
     let mut owner: BTreeMap<String, &str> = BTreeMap::new();
     // Decompressing data.tar.xz dominates; packages are independent, so read them on all
@@ -37,7 +41,7 @@ pub fn merge(packages: &[Package<'_>], prune: &Prune) -> anyhow::Result<Tree> {
             .map(|ps| {
                 s.spawn(move || {
                     ps.iter()
-                        .map(|p| deb::read(&p.locked.name, &p.bytes, prune))
+                        .map(|p| deb::read(&p.locked.name, &p.bytes, prune, budget))
                         .collect::<Vec<_>>()
                 })
             })
@@ -47,9 +51,15 @@ pub fn merge(packages: &[Package<'_>], prune: &Prune) -> anyhow::Result<Tree> {
             .flat_map(|h| h.join().expect("a .deb reader thread panicked"))
             .collect()
     });
+    let mut cleared = 0;
     for (p, entries) in packages.iter().zip(read) {
         let name = p.locked.name.as_str();
         for e in entries? {
+            if e.cleared != 0 {
+                // Listed in lock order (`--verbose`), whatever order the threads finished in.
+                tracing::debug!(package = name, path = %format!("/{}", e.path), bits = %format!("{:04o}", e.cleared), "cleared setuid/setgid");
+                cleared += 1;
+            }
             if let Some(prev) = owner.get(e.path.as_str()) {
                 let old = tree.get(&e.path).expect("owned paths are in the tree");
                 if !same(old, &e.node) {
@@ -71,6 +81,12 @@ pub fn merge(packages: &[Package<'_>], prune: &Prune) -> anyhow::Result<Tree> {
         }
     }
     check_links(&tree, &owner)?;
+    if cleared > 0 {
+        tracing::info!(
+            paths = cleared,
+            "cleared setuid/setgid bits (`--verbose` lists them)"
+        );
+    }
     Ok(tree)
 }
 
@@ -229,7 +245,8 @@ pub struct Inputs<'a> {
     pub compressor: String,
 }
 
-pub const FORMAT: u32 = 1;
+/// 2: setuid/setgid bits are cleared (issue 14).
+pub const FORMAT: u32 = 2;
 
 impl Inputs<'_> {
     pub fn key(&self) -> String {
@@ -313,11 +330,12 @@ pub fn build(
     arch: Arch,
     packages: &[Package<'_>],
     prune: &Prune,
+    limits: &Limits,
     epoch: Epoch,
     compression: Compression,
 ) -> anyhow::Result<(Layer, Listing)> {
     let t = std::time::Instant::now();
-    let tree = merge(packages, prune)
+    let tree = merge(packages, prune, limits)
         .with_context(|| format!("assembling the runtime layer for {arch}"))?;
     tracing::debug!(%arch, took = ?t.elapsed(), entries = tree.len(), "unpacked and merged");
     let layer = tree
