@@ -472,6 +472,25 @@ struct Scratch {
     cache: Cache,
 }
 
+impl Scratch {
+    /// The amd64 runtime layer of `rt` at the fixture epoch, into this scratch's store.
+    fn layers(
+        &self,
+        rt: &Runtime,
+        mode: Mode,
+    ) -> anyhow::Result<std::collections::BTreeMap<xtask::image::arch::Arch, runtime::Ready>> {
+        runtime::layers(
+            &self.ws,
+            &self.store,
+            rt,
+            &self.cache,
+            &[xtask::image::arch::Arch::Amd64],
+            EPOCH,
+            mode,
+        )
+    }
+}
+
 fn scratch() -> Scratch {
     let dir = tempfile::tempdir().unwrap();
     let ws = Workspace {
@@ -522,16 +541,7 @@ fn golden_fixture_layer_and_its_contents() {
     let s = scratch();
     let mirror = Mirror::start();
     let rt = fixture_runtime(&mirror, &fixture_debs());
-    let layers = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[xtask::image::arch::Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    let layers = s.layers(&rt, Mode::Online).unwrap();
     let ready = &layers[&xtask::image::arch::Arch::Amd64];
     assert!(!ready.cached);
     assert_eq!(ready.packages, 3);
@@ -595,29 +605,11 @@ fn app_only_change_keeps_the_runtime_layer() {
     let s = scratch();
     let mirror = Mirror::start();
     let rt = fixture_runtime(&mirror, &fixture_debs());
-    let first = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    let first = s.layers(&rt, Mode::Online).unwrap();
     for p in &rt.lock.packages {
         std::fs::remove_file(s.cache.path(&p.sha256)).unwrap();
     }
-    let second = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Offline,
-    )
-    .unwrap();
+    let second = s.layers(&rt, Mode::Offline).unwrap();
     assert!(second[&Arch::Amd64].cached);
     assert_eq!(first[&Arch::Amd64].layer, second[&Arch::Amd64].layer);
 
@@ -688,14 +680,18 @@ fn app_only_change_keeps_the_runtime_layer() {
 }
 
 fn merge_err(name: &str, entries: &[E<'_>]) -> String {
-    let bytes = fixture::deb(name, entries, Comp::Gz);
-    let l = locked(name, &bytes);
-    let err = rlayer::merge(
-        &[Package { locked: &l, bytes }],
-        &Prune::default(),
+    unpack_err(
+        name,
+        fixture::deb(name, entries, Comp::Gz),
         &Limits::default(),
     )
-    .unwrap_err();
+}
+
+/// The error of unpacking the .deb `bytes` of package `name` alone, within `limits`.
+fn unpack_err(name: &str, bytes: Vec<u8>, limits: &Limits) -> String {
+    let l = locked(name, &bytes);
+    let err = rlayer::merge(&[Package { locked: &l, bytes }], &Prune::default(), limits)
+        .expect_err("the package must be refused");
     format!("{err:#}")
 }
 
@@ -788,16 +784,7 @@ fn truncated_cached_deb_is_refetched_or_reported() {
     std::fs::write(&path, &full[..full.len() / 2]).unwrap();
 
     // Offline: one error naming the package and the command to run; nothing written.
-    let err = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Offline,
-    )
-    .unwrap_err();
+    let err = s.layers(&rt, Mode::Offline).unwrap_err();
     let err = format!("{err:#}");
     assert!(
         err.contains("fx-shell 1.0-1 (amd64, fixture)") && err.contains("cargo xtask fetch"),
@@ -808,16 +795,7 @@ fn truncated_cached_deb_is_refetched_or_reported() {
     // Online: fetched again from the (loopback) mirror, and the build works.
     std::fs::write(&path, &full[..full.len() / 2]).unwrap();
     let before = mirror.hits.lock().unwrap().len();
-    runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    s.layers(&rt, Mode::Online).unwrap();
     let hits = mirror.hits.lock().unwrap()[before..].to_vec();
     assert_eq!(hits, std::slice::from_ref(&victim.filename));
     assert_eq!(std::fs::read(&path).unwrap(), full);
@@ -827,22 +805,12 @@ fn truncated_cached_deb_is_refetched_or_reported() {
 /// the mismatching download is not cached.
 #[test]
 fn tampered_lock_fails_before_any_layer_is_written() {
-    use xtask::image::arch::Arch;
     let s = scratch();
     let mirror = Mirror::start();
     let mut rt = fixture_runtime(&mirror, &fixture_debs());
     let bad = "f".repeat(64);
     rt.lock.packages[2].sha256 = bad.clone();
-    let err = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap_err();
+    let err = s.layers(&rt, Mode::Online).unwrap_err();
     let err = format!("{err:#}");
     assert!(err.contains("fx-zst") && err.contains(&bad), "{err}");
     let blobs: Vec<_> = std::fs::read_dir(s.ws.images_dir().join("blobs").join("sha256"))
@@ -867,14 +835,7 @@ fn headers_claiming_more_than_the_archive_holds_are_refused() {
     ]);
     for comp in [Comp::Gz, Comp::Xz] {
         let bytes = fixture::deb_of("evil-64g", &data, comp);
-        let l = locked("evil-64g", &bytes);
-        let e = rlayer::merge(
-            &[Package { locked: &l, bytes }],
-            &Prune::default(),
-            &Limits::default(),
-        )
-        .unwrap_err();
-        let e = format!("{e:#}");
+        let e = unpack_err("evil-64g", bytes, &Limits::default());
         assert!(
             e.contains("evil-64g") && e.contains("usr/huge") && e.contains("68719476736"),
             "{e}"
@@ -885,16 +846,7 @@ fn headers_claiming_more_than_the_archive_holds_are_refused() {
     let mut bytes = good.clone();
     let at = find(&bytes, b"data.tar.gz").unwrap() + 48;
     bytes[at..at + 10].copy_from_slice(b"9999999999");
-    let l = locked("evil-ar", &bytes);
-    let e = format!(
-        "{:#}",
-        rlayer::merge(
-            &[Package { locked: &l, bytes }],
-            &Prune::default(),
-            &Limits::default()
-        )
-        .unwrap_err()
-    );
+    let e = unpack_err("evil-ar", bytes, &Limits::default());
     assert!(
         e.contains("evil-ar") && e.contains("declares 9999999999 bytes"),
         "{e}"
@@ -903,16 +855,7 @@ fn headers_claiming_more_than_the_archive_holds_are_refused() {
     let mut bytes = good;
     let at = find(&bytes, b"data.tar.gz").unwrap();
     bytes[at..at + 16].copy_from_slice(b"#1/9999999999   ");
-    let l = locked("evil-bsd", &bytes);
-    let e = format!(
-        "{:#}",
-        rlayer::merge(
-            &[Package { locked: &l, bytes }],
-            &Prune::default(),
-            &Limits::default()
-        )
-        .unwrap_err()
-    );
+    let e = unpack_err("evil-bsd", bytes, &Limits::default());
     assert!(e.contains("evil-bsd") && e.contains("extension"), "{e}");
 }
 
@@ -945,16 +888,11 @@ fn decompression_bombs_stop_at_the_limit() {
         let bomb = out.stdout;
         assert!(bomb.len() < 64 << 10, "a bomb: {} bytes", bomb.len());
         let bytes = fixture::ar_deb(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.xz", bomb)]);
-        let l = locked("evil-xz-bomb", &bytes);
         let limits = Limits {
             package_unpacked_mib: 8,
             ..Limits::default()
         };
-        let e = format!(
-            "{:#}",
-            rlayer::merge(&[Package { locked: &l, bytes }], &Prune::default(), &limits)
-                .unwrap_err()
-        );
+        let e = unpack_err("evil-xz-bomb", bytes, &limits);
         assert!(
             e.contains("evil-xz-bomb")
                 && e.contains("data.tar.xz")
@@ -973,16 +911,7 @@ fn decompression_bombs_stop_at_the_limit() {
         ("debian-binary", b"2.0\n".to_vec()),
         ("data.tar.gz", gz.finish().unwrap()),
     ]);
-    let l = locked("evil-gz-bomb", &bytes);
-    let e = format!(
-        "{:#}",
-        rlayer::merge(
-            &[Package { locked: &l, bytes }],
-            &Prune::default(),
-            &Limits::default()
-        )
-        .unwrap_err()
-    );
+    let e = unpack_err("evil-gz-bomb", bytes, &Limits::default());
     assert!(
         e.contains("evil-gz-bomb") && e.contains("more than 256 MiB"),
         "{e}"
@@ -1015,16 +944,7 @@ fn the_layer_limit_counts_every_package() {
         "[limits]\npackage_unpacked_mib = 4\nlayer_unpacked_mib = 8\n",
         "",
     );
-    let err = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[xtask::image::arch::Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap_err();
+    let err = s.layers(&rt, Mode::Online).unwrap_err();
     let err = format!("{err:#}");
     assert!(
         err.contains("big-") && err.contains("8 MiB") && err.contains("per-layer limit"),
@@ -1032,16 +952,7 @@ fn the_layer_limit_counts_every_package() {
     );
     // Within the limits, the same packages build.
     let rt = fixture_runtime_with(&mirror, &debs, "[limits]\npackage_unpacked_mib = 4\n", "");
-    runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[xtask::image::arch::Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    s.layers(&rt, Mode::Online).unwrap();
 }
 
 /// A log sink for `tracing` (what `--verbose` prints).
@@ -1123,7 +1034,6 @@ fn setuid_and_setgid_bits_are_cleared_and_listed() {
 /// build before the .deb is fetched, naming the package and both values; nothing is written.
 #[test]
 fn lock_entries_must_match_the_signed_index() {
-    use xtask::image::arch::Arch;
     let s = scratch();
     let mirror = Mirror::start();
     let debs = fixture_debs();
@@ -1145,16 +1055,7 @@ fn lock_entries_must_match_the_signed_index() {
         tamper(victim, &hostile);
         mirror.serve(&victim.filename, hostile.clone());
         let before = mirror.hits.lock().unwrap().len();
-        let err = runtime::layers(
-            &s.ws,
-            &s.store,
-            &rt,
-            &s.cache,
-            &[Arch::Amd64],
-            EPOCH,
-            Mode::Online,
-        )
-        .unwrap_err();
+        let err = s.layers(&rt, Mode::Online).unwrap_err();
         let err = format!("{err:#}");
         assert!(
             err.contains("fx-zst")
@@ -1208,16 +1109,7 @@ fn fallback_mirrors_serve_what_the_mirror_dropped() {
     for p in &rt.lock.packages {
         assert!(s.cache.get(&rt.want(p).unwrap()).unwrap().is_some());
     }
-    runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Offline,
-    )
-    .unwrap();
+    s.layers(&rt, Mode::Offline).unwrap();
 
     // Gone everywhere: every URL tried, with what it answered, and the fix.
     let s = scratch();
