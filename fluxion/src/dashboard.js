@@ -3,8 +3,8 @@
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
-  var COLORS = { ForceCharge: '#3a9d5d', ForceDischarge: '#e07b39', SelfUse: '#b8c0cc' };
-  var NAMES = { ForceCharge: 'Force charge', ForceDischarge: 'Force discharge', SelfUse: 'Self use' };
+  var COLORS = { ForceCharge: '#3a9d5d', ForceDischarge: '#e07b39', SelfUse: '#b8c0cc', Hold: '#2b2d42' };
+  var NAMES = { ForceCharge: 'Force charge', ForceDischarge: 'Force discharge', SelfUse: 'Self use', Hold: 'Hold' };
   var timeZone;
   var planAt = null;
   var lastPlan = null;
@@ -19,7 +19,20 @@
   function showStatus(s) {
     if (s.time_zone) { timeZone = s.time_zone; }
     $('soc').textContent = s.soc == null ? '–' : s.soc.toFixed(1) + ' %';
-    $('mode').textContent = s.current_mode ? NAMES[s.current_mode] : 'unknown';
+    // A select combination that is no mode of ours is shown as read, never as "unknown".
+    $('mode').textContent = s.current_mode ? NAMES[s.current_mode] : (s.inverter || 'unknown');
+    var failure = $('failure');
+    failure.style.display = s.failure ? 'block' : 'none';
+    failure.textContent = '';
+    if (s.failure) {
+      var when = document.createElement('span');
+      when.className = 'when';
+      when.textContent = clock(s.failure.at, true);
+      failure.appendChild(when);
+      var retry = s.failure.retry_at ? ' (attempt ' + s.failure.attempts + ', next at ' + clock(s.failure.retry_at) + ')' : '';
+      failure.appendChild(document.createTextNode(s.failure.message + retry));
+    }
+    $('freshness').textContent = s.freshness ? 'Data freshness: ' + s.freshness : '';
     $('wanted').textContent = s.wanted_mode ? NAMES[s.wanted_mode] : '–';
     $('debug').style.display = s.debug_mode ? 'block' : 'none';
     var blocked = $('blocked');

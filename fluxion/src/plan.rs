@@ -9,12 +9,24 @@
 //!   energy `max_charge_kw * hours`), never above the upper bound. `ForceDischarge` likewise
 //!   discharges to the grid, never below the lower bound. `SelfUse` covers the expected net
 //!   load (house minus PV) from the battery when positive and stores the surplus when negative,
-//!   within the same limits and bounds.
+//!   within the same limits and bounds. `Hold` (Solax Manual Mode + "Stop Charge and
+//!   Discharge") leaves the battery idle: the grid covers the whole net load, PV surplus is
+//!   exported.
 //! - The grid takes the rest: importing costs the buy price, exporting earns the sell price
 //!   (either may be negative). Each kWh discharged costs `wear_cost_per_kwh`.
 //! - Energy left at the end is worth `terminal_value_per_kwh` per stored kWh.
 //! - Bounds: charging never ends above `max(start, upper)`, discharging never below
 //!   `min(start, lower)`, where lower = the larger of the planning and hardware minimum SOC.
+//!
+//! What is maximised is the pair (money, -number of `Hold` slots), compared lexicographically:
+//! among the plans that earn the most, the one with the fewest `Hold` slots wins, so `Hold`
+//! appears only where every plan without it earns strictly less. Lexicographic order on
+//! (f64, integer) pairs is compatible with addition, so backward induction stays exact. Left
+//! ties go to the first mode in `Mode::ALL` (SelfUse: fewest inverter writes).
+//!
+//! The DP state is (slot, SOC level) and the per-slot input carries its own net load, so a
+//! per-slot load forecast needs no change here; a cost per mode switch would add the previous
+//! mode to the state (`Grid::step` stays the transition, `Score` the objective).
 
 use serde::{Deserialize, Serialize};
 
@@ -24,10 +36,30 @@ pub enum Mode {
     SelfUse,
     ForceCharge,
     ForceDischarge,
+    /// Battery idle, the grid covers the house: keeps stored energy for a dearer slot.
+    Hold,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::SelfUse, Mode::ForceCharge, Mode::ForceDischarge];
+    /// Every mode, in tie-breaking order.
+    pub const ALL: [Mode; 4] = [
+        Mode::SelfUse,
+        Mode::ForceCharge,
+        Mode::ForceDischarge,
+        Mode::Hold,
+    ];
+    /// The modes the optimiser had before `Hold`, for comparisons.
+    pub const WITHOUT_HOLD: [Mode; 3] = [Mode::SelfUse, Mode::ForceCharge, Mode::ForceDischarge];
+
+    /// The name people read (dashboard banner, logs).
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::SelfUse => "Self Use",
+            Mode::ForceCharge => "Force Charge",
+            Mode::ForceDischarge => "Force Discharge",
+            Mode::Hold => "Hold",
+        }
+    }
 }
 
 impl std::fmt::Display for Mode {
@@ -36,6 +68,7 @@ impl std::fmt::Display for Mode {
             Mode::SelfUse => "SelfUse",
             Mode::ForceCharge => "ForceCharge",
             Mode::ForceDischarge => "ForceDischarge",
+            Mode::Hold => "Hold",
         })
     }
 }
@@ -161,6 +194,7 @@ impl Grid {
                 let want = (-s.net_load_kwh * b.efficiency / self.step_kwh + 1e-9).floor() as usize;
                 k + want.min(self.charge_steps).min(room)
             }
+            Mode::Hold => k,
         };
         let ac = if next >= k {
             (next - k) as f64 * self.step_kwh / b.efficiency
@@ -218,42 +252,76 @@ pub fn simulate(p: &Problem, modes: &[Mode]) -> Plan {
     }
 }
 
-/// The optimal plan: backward induction over (slot, SOC level), 3 modes per state.
-/// Ties go to `SelfUse` (fewest inverter writes), then `ForceCharge`.
+/// The objective of a (partial) plan: money first, then fewer `Hold` slots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score {
+    money: f64,
+    holds: u32,
+}
+
+impl Score {
+    /// Strictly better. Money within a small tolerance counts as equal so that float noise
+    /// cannot flip a tie away from the preferred mode.
+    fn beats(self, other: Score) -> bool {
+        if self.money > other.money + 1e-12 {
+            true
+        } else if self.money < other.money - 1e-12 {
+            false
+        } else {
+            self.holds < other.holds
+        }
+    }
+}
+
+/// The optimal plan over all modes.
 pub fn optimise(p: &Problem) -> Plan {
+    optimise_over(p, &Mode::ALL)
+}
+
+/// The optimal plan using only `modes` (in tie-breaking order): backward induction over
+/// (slot, SOC level). `optimise_over(p, &Mode::WITHOUT_HOLD)` is the plan without `Hold`.
+pub fn optimise_over(p: &Problem, modes: &[Mode]) -> Plan {
+    assert!(!modes.is_empty(), "at least one mode");
     let g = Grid::new(p);
     let n = p.slots.len();
     let width = g.levels.max(g.start) + 1;
     let v = p.terminal_value_per_kwh();
-    // value[k]: best money from slot t onwards at level k; starts as the terminal value.
-    let mut value: Vec<f64> = (0..width).map(|k| v * k as f64 * g.step_kwh).collect();
-    let mut next_value = vec![0.0; width];
-    let mut choice = vec![Mode::SelfUse; n * width];
+    // value[k]: best score from slot t onwards at level k; starts as the terminal value.
+    let mut value: Vec<Score> = (0..width)
+        .map(|k| Score {
+            money: v * k as f64 * g.step_kwh,
+            holds: 0,
+        })
+        .collect();
+    let mut next_value = value.clone();
+    let mut choice = vec![modes[0]; n * width];
     for t in (0..n).rev() {
         let s = &p.slots[t];
         for k in 0..width {
-            let mut best = f64::NEG_INFINITY;
-            for mode in Mode::ALL {
+            let mut best: Option<Score> = None;
+            for &mode in modes {
                 let (next, _, _, cash) = g.step(&p.battery, s, k, mode);
-                let total = cash + value[next];
-                // A small tolerance keeps float noise from flipping ties away from SelfUse.
-                if total > best + 1e-12 {
-                    best = total;
+                let total = Score {
+                    money: cash + value[next].money,
+                    holds: value[next].holds + u32::from(mode == Mode::Hold),
+                };
+                if best.is_none_or(|b| total.beats(b)) {
+                    best = Some(total);
                     choice[t * width + k] = mode;
                 }
             }
-            next_value[k] = best;
+            next_value[k] = best.expect("at least one mode");
         }
         std::mem::swap(&mut value, &mut next_value);
     }
-    let mut modes = Vec::with_capacity(n);
+    let mut chosen = Vec::with_capacity(n);
     let mut k = g.start;
     for t in 0..n {
         let mode = choice[t * width + k];
-        modes.push(mode);
+        chosen.push(mode);
         k = g.step(&p.battery, &p.slots[t], k, mode).0;
     }
-    simulate(p, &modes)
+    simulate(p, &chosen)
 }
 
 /// The comparison heuristic: force-charge in the N cheapest slots and force-discharge in the N
@@ -313,20 +381,41 @@ mod tests {
         }
     }
 
-    /// Best objective over all 3^n mode sequences.
-    fn brute_force(p: &Problem) -> f64 {
+    /// Best objective over all |allowed|^n mode sequences.
+    fn brute_force(p: &Problem, allowed: &[Mode]) -> f64 {
         let n = p.slots.len();
+        let m = allowed.len();
         let mut best = f64::NEG_INFINITY;
         let mut modes = vec![Mode::SelfUse; n];
-        for code in 0..3usize.pow(n as u32) {
+        for code in 0..m.pow(n as u32) {
             let mut c = code;
-            for m in modes.iter_mut() {
-                *m = Mode::ALL[c % 3];
-                c /= 3;
+            for slot in modes.iter_mut() {
+                *slot = allowed[c % m];
+                c /= m;
             }
             best = best.max(simulate(p, &modes).objective());
         }
         best
+    }
+
+    /// A house with a steady load: energy in the battery, a cheaper night, a dear evening and
+    /// a sell price below zero (grid fees), so the battery's value is covering the house.
+    fn evening_problem(start_soc: f64) -> Problem {
+        let mut slots = Vec::new();
+        for (count, buy) in [(8, 0.20), (12, 0.50), (8, 0.20)] {
+            for _ in 0..count {
+                slots.push(SlotInput {
+                    buy,
+                    sell: -0.05,
+                    net_load_kwh: 0.25,
+                });
+            }
+        }
+        Problem {
+            slots,
+            start_soc,
+            ..problem(&[], 0.0)
+        }
     }
 
     #[test]
@@ -373,6 +462,50 @@ mod tests {
         let mut p = problem(&[0.1, 0.3], 50.0);
         p.terminal_value_per_kwh = None;
         assert!((p.terminal_value_per_kwh() - 0.2 * 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn hold_keeps_the_charge_for_the_dear_evening() {
+        // 40 % of 10 kWh above the 10 % floor is 3 kWh: exactly the evening's 12 x 0.25 kWh.
+        let p = evening_problem(40.0);
+        let with = optimise(&p);
+        let without = optimise_over(&p, &Mode::WITHOUT_HOLD);
+        let modes: Vec<Mode> = with.slots.iter().map(|s| s.mode).collect();
+        assert_eq!(&modes[..8], &[Mode::Hold; 8], "{modes:?}");
+        assert!(
+            modes[8..20].iter().all(|&m| m == Mode::SelfUse),
+            "{modes:?}"
+        );
+        // Draining 2 kWh into the night saves 0.20 each but buys them back at 0.50 in the
+        // evening; charging more at night costs 0.20 / 0.9 for energy worth only 0.20 after it.
+        assert!(
+            (with.objective() - (-0.20 * 2.0 - 0.20 * 2.0)).abs() < 1e-9,
+            "{}",
+            with.objective()
+        );
+        // Without Hold the best is to drain at night and buy back at 0.20 / 0.9 before the
+        // evening: the round-trip loss on 2 kWh.
+        assert!(
+            without.objective() < with.objective() - 0.04,
+            "{} vs {}",
+            without.objective(),
+            with.objective()
+        );
+        assert!(without.slots.iter().all(|s| s.mode != Mode::Hold));
+    }
+
+    #[test]
+    fn hold_never_appears_without_a_reason() {
+        // No load: Hold and SelfUse are the same slot, and ties go to SelfUse.
+        let plan = optimise(&problem(&[0.3, 0.1, 0.5, 0.2, 0.4], 50.0));
+        assert!(plan.slots.iter().all(|s| s.mode != Mode::Hold), "{plan:?}");
+        // Flat prices with load: nothing to keep energy for.
+        let mut p = evening_problem(40.0);
+        for s in &mut p.slots {
+            s.buy = 0.2;
+        }
+        let plan = optimise(&p);
+        assert!(plan.slots.iter().all(|s| s.mode != Mode::Hold), "{plan:?}");
     }
 
     #[test]
@@ -426,8 +559,20 @@ mod tests {
         #[test]
         fn equals_brute_force_on_small_instances(p in arb_problem(6)) {
             let plan = optimise(&p);
-            let best = brute_force(&p);
+            let best = brute_force(&p, &Mode::ALL);
             prop_assert!((plan.objective() - best).abs() < 1e-9, "dp {} brute {}", plan.objective(), best);
+            let without = optimise_over(&p, &Mode::WITHOUT_HOLD);
+            let best_without = brute_force(&p, &Mode::WITHOUT_HOLD);
+            prop_assert!((without.objective() - best_without).abs() < 1e-9, "dp {} brute {}", without.objective(), best_without);
+            prop_assert!(without.slots.iter().all(|s| s.mode != Mode::Hold));
+            // Hold is planned exactly when every sequence without it earns less.
+            let gain = best - best_without;
+            let holds = plan.slots.iter().any(|s| s.mode == Mode::Hold);
+            if gain > 1e-9 {
+                prop_assert!(holds, "hold pays {gain} but is not planned: {plan:?}");
+            } else if gain.abs() < 1e-13 {
+                prop_assert!(!holds, "hold planned without paying: {plan:?}");
+            }
         }
 
         #[test]
@@ -468,7 +613,7 @@ mod tests {
             let mut x = seed;
             let random: Vec<Mode> = (0..p.slots.len()).map(|_| {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                Mode::ALL[(x >> 33) as usize % 3]
+                Mode::ALL[(x >> 33) as usize % Mode::ALL.len()]
             }).collect();
             prop_assert!(best >= simulate(&p, &random).objective() - 1e-9);
         }

@@ -11,7 +11,7 @@ use std::{
 
 use support::cdp::Browser;
 
-use support::fake_ha::{FakeHa, TOKEN};
+use support::fake_ha::TOKEN;
 use support::ingress::Ingress;
 use support::process::{http_get, Service};
 
@@ -36,15 +36,7 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     let Some(chromium) = chromium() else { return };
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        "sensor.current_spot_electricity_price",
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set("sensor.solax_battery_capacity", "40", None, now);
+    let ha = support::charging_ha("40");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{}", ha.addr);
     let service = Service::start(dir.path(), &[("HA_URL", &url), ("HA_TOKEN", TOKEN)]);
@@ -98,6 +90,89 @@ fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     );
     // A picture for people: FLUXION_SCREENSHOT=path.png keeps one.
     if let Ok(path) = std::env::var("FLUXION_SCREENSHOT") {
+        browser.screenshot(&page, std::path::Path::new(&path));
+    }
+}
+
+#[test]
+fn a_failed_write_shows_a_banner_with_the_time() {
+    let Some(chromium) = chromium() else { return };
+    let ha = support::charging_ha("40");
+    // The manual select does not offer Force Charge: core 2024.3 answers 500.
+    ha.set_options(
+        "select.solax_manual_mode_select",
+        &["Stop Charge and Discharge", "Force Discharge"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", ha.addr);
+    let service = Service::start(
+        dir.path(),
+        &[
+            ("HA_URL", &url),
+            ("HA_TOKEN", TOKEN),
+            ("FLUXION_CONTROL_DEBUG_MODE", "false"),
+        ],
+    );
+    let ingress = Ingress::start(service.addr);
+    let status_path = format!("{}/api/status", support::ingress::PREFIX);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let answer = http_get(ingress.addr, &status_path).unwrap();
+        if answer.contains("\"failure\":{") {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failure in /api/status: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let body: serde_json::Value =
+        serde_json::from_str(status.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let message = body["failure"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with(
+            "inverter is in Self Use Mode / Stop Charge and Discharge, FluxION wanted Force \
+             Charge: select.solax_manual_mode_select answered 500"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        ha.state_of("select.solax_charger_use_mode"),
+        "Self Use Mode"
+    );
+
+    let mut browser = Browser::launch(&chromium);
+    let page = browser.open(&ingress.url());
+    let banner = browser.wait_for(
+        &page,
+        "(() => { const b = document.getElementById('failure'); \
+          return b && getComputedStyle(b).display !== 'none' ? b.textContent : ''; })()",
+        Duration::from_secs(60),
+    );
+    let banner = banner.as_str().unwrap_or_default().to_string();
+    let dom = browser.eval(&page, "document.documentElement.outerHTML");
+    assert!(banner.contains(&message), "banner {banner:?}\n{dom}");
+    // It says when: the page's clock text (weekday and HH:MM) comes first.
+    let when = browser.eval(
+        &page,
+        "document.querySelector('#failure .when').textContent",
+    );
+    let when = when.as_str().unwrap_or_default();
+    assert!(
+        when.len() >= 5 && when.contains(':') && banner.starts_with(when),
+        "{when:?} / {banner:?}"
+    );
+    assert!(banner.contains("(attempt 1, next at "), "{banner}");
+    assert_eq!(
+        browser.eval(&page, "document.getElementById('mode').textContent"),
+        "Self use"
+    );
+    assert_eq!(
+        browser.eval(&page, "document.getElementById('wanted').textContent"),
+        "Force charge"
+    );
+    if let Ok(path) = std::env::var("FLUXION_SCREENSHOT_FAILURE") {
         browser.screenshot(&page, std::path::Path::new(&path));
     }
 }

@@ -98,8 +98,9 @@ pub struct Ci {
     pub no_gitlab_ci_local: bool,
 }
 
-/// Check addon/config.yaml: the HA add-on linter schema plus Supervisor's rules; every
-/// finding names its key and rule, and any error fails.
+/// Check addon/config.yaml: the HA add-on linter schema plus Supervisor's rules, and the
+/// repository as Supervisor's add-on store loads it; every finding names its key and rule,
+/// and any error fails.
 #[derive(Debug, clap::Args)]
 pub struct Lint {
     /// The manifest to check (default: addon/config.yaml).
@@ -109,6 +110,9 @@ pub struct Lint {
     /// checkout); when absent the schema check is skipped, except under CI=true.
     #[arg(long)]
     pub schema: Option<PathBuf>,
+    /// The repository to check as Supervisor's add-on store loads it (default: the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
 }
 
 /// Write nix/addon-meta.json (name, version, labels per arch) for flake.nix from

@@ -349,7 +349,9 @@ fn fixture_debs() -> Vec<(&'static str, Vec<u8>)> {
                     E::Dir("./", 0o755),
                     E::Dir("./bin/", 0o755),
                     E::File("./bin/fxsh", 0o755, b"\x7fELF not really\n"),
-                    E::Symlink("./bin/sh", "fxsh"),
+                    // As Debian's: the shell package has bash (no /bin/sh: dash owns that, and
+                    // the app layer adds /bin/sh -> bash on top).
+                    E::Symlink("./bin/bash", "fxsh"),
                     E::Hardlink("./bin/fxsh2", "./bin/fxsh"),
                     E::Dir("./lib64/", 0o755),
                     E::Symlink("./lib64/ld.so", "/bin/fxsh"),
@@ -551,9 +553,9 @@ fn golden_fixture_layer_and_its_contents() {
         names,
         [
             "bin/",
+            "bin/bash",
             "bin/fxsh",
             "bin/fxsh2",
-            "bin/sh",
             "etc/",
             "etc/fx.conf",
             "lib64/",

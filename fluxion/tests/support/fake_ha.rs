@@ -1,22 +1,52 @@
-//! An in-process fake Home Assistant (axum on 127.0.0.1, port 0): `/api/config`,
-//! `/api/states/<entity>` from recorded states, and `/api/services/<domain>/<service>`, which
-//! it records and applies to `select` entities as HA does.
+//! An in-process fake Home Assistant (axum on 127.0.0.1, port 0) that answers like the real
+//! core, not one that forgives. By default it is core 2024.3:
+//! - `GET /api/states/<entity>`: the state without `last_reported` (added in 2024.4);
+//!   `last_changed` moves only when the value changes, `last_updated` when the value or an
+//!   attribute changes, and a write of the same value and attributes moves nothing.
+//! - `POST /api/services/select/select_option`: 200 with the list of states the call changed
+//!   (`[]` for an unknown entity, or when the option already was set); 500 (text/plain) for
+//!   an option the select does not offer (`async_select_option` raises ValueError).
+//! - 401 is text/plain; while "core is down" every call answers 502 as the Supervisor proxy
+//!   does during a core restart.
+//!
+//! `start_core(Core::V2024_4)` adds `last_reported`, which moves on every write.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use axum::{
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 pub const TOKEN: &str = "fake-long-lived-token";
+
+/// Which core's REST answers to imitate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Core {
+    /// No `last_reported` in states.
+    V2024_3,
+    /// `last_reported` on every state, moved by every write.
+    V2024_4,
+}
+
+impl Core {
+    fn version(self) -> &'static str {
+        match self {
+            Core::V2024_3 => "2024.3.3",
+            Core::V2024_4 => "2024.4.0",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceCall {
@@ -27,9 +57,21 @@ pub struct ServiceCall {
 
 #[derive(Debug)]
 pub struct FakeState {
+    pub core: Core,
     pub time_zone: String,
     pub states: BTreeMap<String, Value>,
+    /// Every service call received, answered or not.
     pub calls: Vec<ServiceCall>,
+    /// While true every request answers 502 (Supervisor's proxy during a core restart).
+    pub core_down: bool,
+    /// Service calls for these entities wait this long before HA acts on them (a Modbus write
+    /// that hangs); the write is applied after the wait.
+    pub slow_writes: BTreeMap<String, Duration>,
+    /// Service calls for these entities are answered 200 `[]` and change nothing (an
+    /// integration whose write does not take).
+    pub ignored_writes: std::collections::BTreeSet<String>,
+    /// The latest time a test reported a state at: the time service calls are stamped with.
+    clock: Option<DateTime<Utc>>,
 }
 
 pub struct FakeHa {
@@ -40,19 +82,34 @@ pub struct FakeHa {
 }
 
 impl FakeHa {
-    /// Starts on its own thread and runtime, so sync and async tests can both use it.
+    /// Core 2024.3, started on its own thread and runtime, so sync and async tests can both
+    /// use it.
     pub fn start() -> FakeHa {
+        FakeHa::start_core(Core::V2024_3)
+    }
+
+    pub fn start_core(core: Core) -> FakeHa {
         let text =
             std::fs::read_to_string(super::fixtures::fixture_path("ha_states.json")).unwrap();
         let recorded: Vec<Value> = serde_json::from_str(&text).unwrap();
         let states = recorded
             .into_iter()
-            .map(|s| (s["entity_id"].as_str().unwrap().to_string(), s))
+            .map(|mut s| {
+                if core == Core::V2024_3 {
+                    s.as_object_mut().unwrap().remove("last_reported");
+                }
+                (s["entity_id"].as_str().unwrap().to_string(), s)
+            })
             .collect();
         let state = Arc::new(Mutex::new(FakeState {
+            core,
             time_zone: "Europe/Prague".into(),
             states,
             calls: Vec::new(),
+            core_down: false,
+            slow_writes: BTreeMap::new(),
+            ignored_writes: Default::default(),
+            clock: None,
         }));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -98,26 +155,44 @@ impl FakeHa {
         self.state.lock().unwrap().calls.clear();
     }
 
-    /// Sets an entity's state (and attributes, when given) as reported at `at`.
-    pub fn set(
-        &self,
-        entity: &str,
-        value: &str,
-        attributes: Option<Value>,
-        at: chrono::DateTime<chrono::Utc>,
-    ) {
+    /// The integration writes `value` (and `attributes`, when given) at `at`, with core's
+    /// timestamp rules for the imitated version.
+    pub fn set(&self, entity: &str, value: &str, attributes: Option<Value>, at: DateTime<Utc>) {
         let mut s = self.state.lock().unwrap();
-        let e = s
-            .states
-            .entry(entity.to_string())
-            .or_insert_with(|| json!({"entity_id": entity, "attributes": {}}));
-        e["state"] = json!(value);
-        if let Some(a) = attributes {
-            e["attributes"] = a;
-        }
-        for k in ["last_updated", "last_reported", "last_changed"] {
-            e[k] = json!(at.to_rfc3339());
-        }
+        s.clock = Some(s.clock.map_or(at, |c| c.max(at)));
+        let core = s.core;
+        write_state(&mut s.states, core, entity, value, attributes, at);
+    }
+
+    /// Replaces an entity's options (e.g. a select without `Force Charge`).
+    pub fn set_options(&self, entity: &str, options: &[&str]) {
+        let mut s = self.state.lock().unwrap();
+        s.states.get_mut(entity).unwrap()["attributes"]["options"] = json!(options);
+    }
+
+    /// Removes an entity, as when the integration does not provide it.
+    pub fn remove(&self, entity: &str) {
+        self.state.lock().unwrap().states.remove(entity);
+    }
+
+    pub fn set_core_down(&self, down: bool) {
+        self.state.lock().unwrap().core_down = down;
+    }
+
+    pub fn slow_writes(&self, entity: &str, delay: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .slow_writes
+            .insert(entity.into(), delay);
+    }
+
+    pub fn ignore_writes(&self, entity: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .ignored_writes
+            .insert(entity.into());
     }
 
     pub fn state_of(&self, entity: &str) -> String {
@@ -125,6 +200,11 @@ impl FakeHa {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// The whole state object as `GET /api/states/<entity>` would return it.
+    pub fn state_json(&self, entity: &str) -> Value {
+        self.state.lock().unwrap().states[entity].clone()
     }
 }
 
@@ -139,44 +219,84 @@ impl Drop for FakeHa {
     }
 }
 
+/// Core's state machine write (`StateMachine.async_set`): an unchanged write is dropped
+/// before 2024.4 and only moves `last_reported` from 2024.4; returns whether the state changed.
+fn write_state(
+    states: &mut BTreeMap<String, Value>,
+    core: Core,
+    entity: &str,
+    value: &str,
+    attributes: Option<Value>,
+    at: DateTime<Utc>,
+) -> bool {
+    let stamp = json!(at.to_rfc3339());
+    let e = states.entry(entity.to_string()).or_insert_with(|| {
+        json!({"entity_id": entity, "state": null, "attributes": {},
+               "context": {"id": "01JHM6R5ZB8Q9YQ3J5V0K2T6XW", "parent_id": null, "user_id": null}})
+    });
+    let value_changed = e["state"] != json!(value);
+    let attrs_changed = attributes.as_ref().is_some_and(|a| &e["attributes"] != a);
+    if let Some(a) = attributes {
+        e["attributes"] = a;
+    }
+    if value_changed {
+        e["state"] = json!(value);
+        e["last_changed"] = stamp.clone();
+    }
+    if value_changed || attrs_changed {
+        e["last_updated"] = stamp.clone();
+    }
+    if core == Core::V2024_4 {
+        e["last_reported"] = stamp;
+    }
+    value_changed || attrs_changed
+}
+
 type Shared = Arc<Mutex<FakeState>>;
 
-fn authorised(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
-}
-
-fn unauthorised() -> (StatusCode, Json<Value>) {
+fn text(status: StatusCode, body: &str) -> Response {
     (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({"message": "401: Unauthorized"})),
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_string(),
     )
+        .into_response()
 }
 
-async fn config(State(s): State<Shared>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
-    if !authorised(&headers) {
-        return unauthorised();
+/// The answer every request gets before routing: 502 while core is down, 401 without the
+/// token (text/plain, as core's auth middleware sends it).
+fn gate(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if s.lock().unwrap().core_down {
+        return Some(text(StatusCode::BAD_GATEWAY, "502: Bad Gateway"));
     }
-    let tz = s.lock().unwrap().time_zone.clone();
-    (
-        StatusCode::OK,
-        Json(json!({"time_zone": tz, "version": "2025.1.0", "unit_system": {"temperature": "°C"}})),
-    )
+    let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"));
+    (!ok).then(|| text(StatusCode::UNAUTHORIZED, "401: Unauthorized"))
 }
 
-async fn entity(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> (StatusCode, Json<Value>) {
-    if !authorised(&headers) {
-        return unauthorised();
+async fn config(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = gate(&s, &headers) {
+        return r;
+    }
+    let s = s.lock().unwrap();
+    Json(
+        json!({"time_zone": s.time_zone, "version": s.core.version(),
+                "unit_system": {"temperature": "°C"}}),
+    )
+    .into_response()
+}
+
+async fn entity(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&s, &headers) {
+        return r;
     }
     match s.lock().unwrap().states.get(&id) {
-        Some(v) => (StatusCode::OK, Json(v.clone())),
+        Some(v) => Json(v.clone()).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             Json(json!({"message": "Entity not found."})),
-        ),
+        )
+            .into_response(),
     }
 }
 
@@ -185,39 +305,65 @@ async fn service(
     headers: HeaderMap,
     Path((domain, service)): Path<(String, String)>,
     Json(data): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    if !authorised(&headers) {
-        return unauthorised();
+) -> Response {
+    if let Some(r) = gate(&s, &headers) {
+        return r;
     }
-    let mut s = s.lock().unwrap();
-    s.calls.push(ServiceCall {
-        domain: domain.clone(),
-        service: service.clone(),
-        data: data.clone(),
-    });
-    if domain == "select" && service == "select_option" {
-        let id = data["entity_id"].as_str().unwrap_or_default().to_string();
-        let option = data["option"].as_str().unwrap_or_default().to_string();
-        let Some(e) = s.states.get_mut(&id) else {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"message": format!("Entity {id} not found")})),
-            );
-        };
-        let allowed = e["attributes"]["options"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|v| v == &json!(option)));
-        if !allowed {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"message": format!("Invalid option {option}")})),
-            );
+    let id = data["entity_id"].as_str().unwrap_or_default().to_string();
+    let delay = {
+        let mut st = s.lock().unwrap();
+        st.calls.push(ServiceCall {
+            domain: domain.clone(),
+            service: service.clone(),
+            data: data.clone(),
+        });
+        st.slow_writes.get(&id).copied()
+    };
+    // Core goes on with the call when the client gives up waiting: run it apart from the
+    // connection, so a dropped request still lands after the delay.
+    let call = tokio::spawn(async move {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
-        e["state"] = json!(option);
-        return (StatusCode::OK, Json(json!([e.clone()])));
+        select_option(&s, &domain, &service, &data)
+    });
+    call.await.unwrap()
+}
+
+fn select_option(s: &Shared, domain: &str, service: &str, data: &Value) -> Response {
+    let id = data["entity_id"].as_str().unwrap_or_default().to_string();
+    if domain != "select" || service != "select_option" {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "Service not found."})),
+        )
+            .into_response();
     }
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"message": "Service not found."})),
-    )
+    let option = data["option"].as_str().unwrap_or_default().to_string();
+    let mut st = s.lock().unwrap();
+    let core = st.core;
+    let at = st.clock.unwrap_or_else(Utc::now);
+    let Some(e) = st.states.get(&id) else {
+        // Core resolves entity ids to no entity and calls nothing: nothing changed.
+        return Json(json!([])).into_response();
+    };
+    let allowed = e["attributes"]["options"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|v| v == &json!(option)));
+    if !allowed {
+        // aiohttp's answer to the unhandled ValueError.
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error\n\nServer got itself in trouble",
+        );
+    }
+    if st.ignored_writes.contains(&id) {
+        return Json(json!([])).into_response();
+    }
+    let changed = write_state(&mut st.states, core, &id, &option, None, at);
+    if changed {
+        Json(json!([st.states[&id].clone()])).into_response()
+    } else {
+        Json(json!([])).into_response()
+    }
 }

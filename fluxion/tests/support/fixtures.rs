@@ -6,7 +6,7 @@ use fluxion::plan::{Battery, Problem, SlotInput};
 use fluxion::price;
 use serde_json::Value;
 
-pub const DAYS: [&str; 3] = ["winter", "summer_negative", "flat"];
+pub const DAYS: [&str; 4] = ["winter", "summer_negative", "flat", "cz_evening_peak"];
 
 pub fn fixture_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -59,6 +59,22 @@ pub fn problem(day: &str) -> Problem {
         soc_step_percent: 0.5,
         terminal_value_per_kwh: None,
     }
+}
+
+/// A household on `day`: the reference battery, starting empty, a steady 1.2 kW net load in
+/// every slot, and grid fees so that buying costs more than selling earns (distribution and
+/// taxes on import, the trader's margin on export): 1.8 and 0.3 Kč/kWh on the Czech day,
+/// 0.08 and 0.02 EUR/kWh on the others.
+pub fn house_problem(day: &str) -> Problem {
+    let czk = price_attributes(day)["unit_of_measurement"] == "Kč/kWh";
+    let (fee_buy, fee_sell) = if czk { (1.8, 0.3) } else { (0.08, 0.02) };
+    let mut p = problem(day);
+    for s in &mut p.slots {
+        s.buy += fee_buy;
+        s.sell -= fee_sell;
+        s.net_load_kwh = 1.2 * p.slot_hours;
+    }
+    p
 }
 
 /// The `attributes` of a price fixture, as the fake HA serves them.

@@ -10,16 +10,37 @@ pub mod process;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
+/// A fake HA (core 2024.3) whose prices make the plan force-charge now, the SOC at `soc`.
+pub fn charging_ha(soc: &str) -> fake_ha::FakeHa {
+    let ha = fake_ha::FakeHa::start();
+    let now = chrono::Utc::now();
+    ha.set(
+        "sensor.current_spot_electricity_price",
+        "0.01",
+        Some(charge_now_prices(now, 4, 92)),
+        now,
+    );
+    ha.set("sensor.solax_battery_capacity", soc, None, now);
+    ha
+}
+
 /// Quarter-hour `forecast` attributes from the slot containing `now`: `cheap` slots at 0.01,
 /// then `dear` slots at 0.30, so the plan force-charges now.
 pub fn charge_now_prices(now: DateTime<Utc>, cheap: usize, dear: usize) -> Value {
+    prices_from_now(now, &[(cheap, 0.01), (dear, 0.30)])
+}
+
+/// Quarter-hour `forecast` attributes from the slot containing `now`: each (slots, price) in
+/// turn.
+pub fn prices_from_now(now: DateTime<Utc>, parts: &[(usize, f64)]) -> Value {
     let mut t = fluxion::price::slot_start(now);
     let mut list = Vec::new();
-    for i in 0..cheap + dear {
-        let price = if i < cheap { 0.01 } else { 0.30 };
-        let end = t + Duration::minutes(15);
-        list.push(json!({"start": t.to_rfc3339(), "end": end.to_rfc3339(), "price": price}));
-        t = end;
+    for &(count, price) in parts {
+        for _ in 0..count {
+            let end = t + Duration::minutes(15);
+            list.push(json!({"start": t.to_rfc3339(), "end": end.to_rfc3339(), "price": price}));
+            t = end;
+        }
     }
     json!({"unit_of_measurement": "EUR/kWh", "forecast": list})
 }

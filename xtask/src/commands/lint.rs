@@ -1,11 +1,13 @@
 //! `cargo xtask lint`: check addon/config.yaml against Home Assistant's add-on linter schema and
-//! Supervisor's own rules, printing every finding at once; any error fails the command.
+//! Supervisor's own rules, and the repository as Supervisor's store loads it, printing every
+//! finding at once; any error fails the command.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use xshell::Shell;
 
 use crate::addon::lint::{self, Severity};
+use crate::addon::store;
 use crate::flags;
 use crate::workspace::Workspace;
 
@@ -21,11 +23,34 @@ pub fn default_schema_path(ws: &Workspace) -> PathBuf {
 }
 
 impl flags::Lint {
-    pub fn run(self, _sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+    pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         let file = self.file.unwrap_or_else(|| ws.addon_config());
         let schema_path = self.schema.unwrap_or_else(|| default_schema_path(ws));
-        run(&file, &schema_path, &ws.fluxion_version)
+        let manifest = run(&file, &schema_path, &ws.fluxion_version);
+        let store = run_store(sh, &self.store.unwrap_or_else(|| ws.root.clone()), ws);
+        manifest.and(store)
     }
+}
+
+/// The repository as Supervisor's store loads it (addon/store.rs), printed like the manifest.
+pub fn run_store(sh: &Shell, root: &Path, ws: &Workspace) -> anyhow::Result<()> {
+    let report = store::check(sh, root, &ws.fluxion_version)?;
+    for f in &report.findings {
+        println!("store: {f}");
+    }
+    let errors = report.errors();
+    if errors > 0 {
+        bail!(
+            "store: {errors} error(s): Supervisor would refuse the repository at {} or show a \
+             broken add-on; fix the files named above",
+            root.display()
+        );
+    }
+    for line in &report.summary {
+        println!("store: {line}");
+    }
+    println!("store: ok ({})", root.display());
+    Ok(())
 }
 
 pub fn run(file: &Path, schema_path: &Path, fluxion_version: &str) -> anyhow::Result<()> {
