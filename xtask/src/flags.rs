@@ -131,15 +131,18 @@ pub struct Meta {
     pub out: Option<PathBuf>,
 }
 
-/// Resolve addon/runtime.toml against the signed Debian release and write addon/runtime.lock.
+/// Resolve addon/runtime.toml across its signed Debian suites and write addon/runtime.lock
+/// (with the InRelease files in addon/runtime.lock.d/); prints what changed.
 #[derive(Debug, clap::Args)]
 pub struct Lock {
-    /// Only check (no network) that addon/runtime.lock covers addon/runtime.toml.
+    /// Only check (no network) that addon/runtime.lock covers addon/runtime.toml and agrees
+    /// with the signed releases (and with the signed package indexes already cached).
     #[arg(long)]
     pub check: bool,
 }
 
-/// Download the .debs addon/runtime.lock lists into the download cache (verified by sha256).
+/// Download the .debs addon/runtime.lock lists into the download cache, after checking the
+/// lock against the signed package indexes (fetched too); every file verified by sha256.
 #[derive(Debug, clap::Args)]
 pub struct Fetch {
     /// Which architecture(s) to fetch for.

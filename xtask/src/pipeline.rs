@@ -186,7 +186,8 @@ pub fn assemble(
         let app = app.expect("every app layer cached or written");
         let created_by = format!(
             "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
-            rl.packages, rt.lock.source.suite
+            rl.packages,
+            rt.lock.base_suite().name
         );
         let layers = vec![
             (rl.layer.clone(), created_by.as_str()),

@@ -224,7 +224,8 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
         let rl = &rls[&bin.arch()];
         let created_by = format!(
             "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
-            rl.packages, rt.lock.source.suite
+            rl.packages,
+            rt.lock.base_suite().name
         );
         let base = xtask::image::Base {
             layer: &rl.layer,

@@ -25,9 +25,10 @@ impl flags::Ci {
             let addon = AddonConfig::load(&ws.addon_config())?;
             super::meta::check(&super::meta::default_path(ws), &super::meta::render(&addon))
         })?;
-        // No network: the committed lock must cover the declaration before anything builds.
+        // No network: the committed lock must cover the declaration and agree with the signed
+        // releases before anything builds.
         step("lock --check", || {
-            crate::runtime::Runtime::load(&ws.root).map(|_| ())
+            super::lock::check(ws).map(|s| println!("{s}"))
         })?;
         step("cargo fmt --check", || {
             cmd!(sh, "cargo fmt --all --check")
