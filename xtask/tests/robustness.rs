@@ -13,9 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use support::fixture::{self, Comp, Mirror, E};
 use support::{output, xtask_bin, Row};
-use xtask::runtime::lock::{
-    Declaration, IndexRef, Lock, Locked, Source, SuiteLock, LOCK_VERSION,
-};
+use xtask::runtime::lock::{Declaration, IndexRef, Lock, Locked, Source, SuiteLock, LOCK_VERSION};
 
 const CONFIG: &str = "name: FluxION\nversion: \"0.9.0\"\nslug: fluxion\ndescription: test\n\
                       url: https://example.invalid\narch: [aarch64, amd64]\ninit: false\n";

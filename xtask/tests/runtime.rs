@@ -267,8 +267,7 @@ fn tampered_real_lock_is_refused_offline() {
     };
     let entries = |lock: &Lock| {
         let checks =
-            verify::index_checks(lock, &[xtask::arch::Arch::Amd64], |s| rt.mirrors(s))
-                .unwrap();
+            verify::index_checks(lock, &[xtask::arch::Arch::Amd64], |s| rt.mirrors(s)).unwrap();
         verify::verify_packages(&checks, &cache, verify::Uncached::Fail)
     };
     entries(&rt.lock).unwrap();
@@ -1058,7 +1057,10 @@ fn unpacked_cache_hits_keep_the_limits_and_the_setuid_rule() {
             "big-b",
             fixture::deb(
                 "big-b",
-                &[E::Dir("./usr/", 0o755), E::File("./usr/big-b", 0o644, &three_mib)],
+                &[
+                    E::Dir("./usr/", 0o755),
+                    E::File("./usr/big-b", 0o644, &three_mib),
+                ],
                 Comp::Xz,
             ),
         ),
@@ -1079,16 +1081,18 @@ fn unpacked_cache_hits_keep_the_limits_and_the_setuid_rule() {
         (got, out)
     };
     let listed = |out: &str| {
-        out.lines().any(|l| {
-            l.contains("cleared setuid/setgid") && l.contains("path=/usr/bin/rootme ")
-        })
+        out.lines()
+            .any(|l| l.contains("cleared setuid/setgid") && l.contains("path=/usr/bin/rootme "))
     };
     let rootme = |layers: &std::collections::BTreeMap<xtask::arch::Arch, runtime::Ready>| {
         layers[&xtask::arch::Arch::Amd64].listing.paths["usr/bin/rootme"].clone()
     };
 
     // Unpacked from the .debs, within the limits: cleared, listed, cached.
-    let (got, out) = logged(&fixture_runtime_with(&mirror, &debs, &limits(4, 8), ""), Mode::Online);
+    let (got, out) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(4, 8), ""),
+        Mode::Online,
+    );
     assert_eq!(rootme(&got.unwrap()), "file 0755");
     assert!(listed(&out), "{out}");
     let tars = std::fs::read_dir(s.cache.unpacked_dir())
@@ -1103,20 +1107,35 @@ fn unpacked_cache_hits_keep_the_limits_and_the_setuid_rule() {
 
     // A lower layer limit (another layer cache key): the cached packages are charged what they
     // unpacked to, and the layer is refused as a fresh unpack would be.
-    let (got, _) = logged(&fixture_runtime_with(&mirror, &debs, &limits(4, 5), ""), Mode::Offline);
+    let (got, _) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(4, 5), ""),
+        Mode::Offline,
+    );
     let err = format!("{:#}", got.unwrap_err());
-    assert!(err.contains("big-") && err.contains("per-layer limit"), "{err}");
-    assert!(!err.contains("download cache"), "served from the unpacked cache: {err}");
+    assert!(
+        err.contains("big-") && err.contains("per-layer limit"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("download cache"),
+        "served from the unpacked cache: {err}"
+    );
 
     // Within the limits again (and another layer cache key): from the unpacked-package cache,
     // the setuid bit still cleared and listed.
-    let (got, out) = logged(&fixture_runtime_with(&mirror, &debs, &limits(4, 7), ""), Mode::Offline);
+    let (got, out) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(4, 7), ""),
+        Mode::Offline,
+    );
     assert_eq!(rootme(&got.unwrap()), "file 0755");
     assert!(listed(&out), "listed on a hit too: {out}");
 
     // Another per-package limit is another unpacked-cache key: nothing cached serves it, so
     // it needs the .debs (gone): the package is unpacked under the limit it is built with.
-    let (got, _) = logged(&fixture_runtime_with(&mirror, &debs, &limits(3, 7), ""), Mode::Offline);
+    let (got, _) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(3, 7), ""),
+        Mode::Offline,
+    );
     let err = format!("{:#}", got.unwrap_err());
     assert!(err.contains("not in the download cache"), "{err}");
 }

@@ -177,7 +177,11 @@ fn assembly(
     for &a in &Arch::ALL {
         files.extend(rt.wanted(a)?.into_iter().map(|w| w.sha256));
     }
-    files.extend(rt.index_checks(&Arch::ALL)?.into_iter().map(|c| c.wanted.sha256));
+    files.extend(
+        rt.index_checks(&Arch::ALL)?
+            .into_iter()
+            .map(|c| c.wanted.sha256),
+    );
     let mut links: Vec<(PathBuf, PathBuf)> = files
         .iter()
         .map(|sha| (cache.path(sha), sha_dir.join(sha)))

@@ -276,9 +276,12 @@ fn data_tar(pkg: &str, bytes: &[u8], budget: &Budget) -> anyhow::Result<Vec<u8>>
             // liblzma (xz-utils' own decoder, built static by liblzma-sys): 2.3x faster than
             // lzma-rs here, and it runs only when a package is not in the unpacked cache. The
             // cap wraps the decoder's output, so a bomb stops at the limit whatever it claims.
-            ".xz" => Capped::new(liblzma::read::XzDecoder::new_multi_decoder(&raw[..]), budget)
-                .read_to_end(&mut out)
-                .map(drop),
+            ".xz" => Capped::new(
+                liblzma::read::XzDecoder::new_multi_decoder(&raw[..]),
+                budget,
+            )
+            .read_to_end(&mut out)
+            .map(drop),
             ".zst" => ruzstd::decoding::StreamingDecoder::new(&raw[..])
                 .map_err(std::io::Error::other)
                 .and_then(|d| Capped::new(d, budget).read_to_end(&mut out))

@@ -211,10 +211,7 @@ mod tests {
     #[test]
     fn cached_packages_are_charged_what_they_unpacked_to() {
         let budget = Budget::new(limits(2, 3));
-        assert_eq!(
-            budget.charge_cached(2 * MIB + 1),
-            Err(Exceeded::Package(2))
-        );
+        assert_eq!(budget.charge_cached(2 * MIB + 1), Err(Exceeded::Package(2)));
         budget.charge_cached(2 * MIB).unwrap();
         let mut r = Capped::new(std::io::repeat(0).take(MIB + 1), &budget);
         assert!(std::io::copy(&mut r, &mut std::io::sink()).is_err());

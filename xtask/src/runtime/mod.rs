@@ -321,7 +321,9 @@ pub fn prepare(
         .collect();
     jobs.sort_by_key(|(_, _, p)| std::cmp::Reverse(p.size));
     let t = std::time::Instant::now();
-    let from_cache = parallel::map(&jobs, |(_, _, p)| Ok(unpacked.get(&unpacked_key(p), &p.name)))?;
+    let from_cache = parallel::map(&jobs, |(_, _, p)| {
+        Ok(unpacked.get(&unpacked_key(p), &p.name))
+    })?;
     let missing = jobs
         .iter()
         .zip(&from_cache)

@@ -168,7 +168,7 @@ impl Unpacked {
             HashWriter::new(AtomicFile::create(&tar_path)?),
             &contents.entries,
         )
-            .with_context(|| format!("writing the unpacked {package}"))?;
+        .with_context(|| format!("writing the unpacked {package}"))?;
         let (file, digest, _) = out.finish();
         file.commit()?;
         let s = Sidecar {
@@ -282,7 +282,10 @@ mod tests {
         u.put(&key, "p", "ab", &contents).unwrap();
         let got = u.get(&key, "p").unwrap();
         assert_eq!(show(&got.entries), show(&contents.entries));
-        assert_eq!(got.unpacked, 12345, "the size charged to the limits on a hit");
+        assert_eq!(
+            got.unpacked, 12345,
+            "the size charged to the limits on a hit"
+        );
         // Other prune rules or another per-package limit, another key.
         let other = Prune::new(&["usr/share".into()], &[]).unwrap();
         assert_ne!(Unpacked::key("ab", &other, &limits), key);
