@@ -30,6 +30,7 @@ pub enum Cmd {
     Meta(Meta),
     Lock(Lock),
     Fetch(Fetch),
+    Sbom(Sbom),
     Bench(Bench),
     Clean(Clean),
 }
@@ -151,6 +152,18 @@ pub struct Fetch {
     /// Only check that the cache holds every package, intact; download nothing.
     #[arg(long)]
     pub offline: bool,
+}
+
+/// Build one image and write its SBOM (SPDX 2.3 JSON: the Debian packages of the runtime layer
+/// and the crates of fluxion-main) to target/images/fluxion-ha-<arch>.spdx.json; print a table
+/// of the packages, their versions and licences.
+#[derive(Debug, clap::Args)]
+pub struct Sbom {
+    /// The architecture whose image the SBOM describes.
+    #[arg(value_parser = arch_parser())]
+    pub arch: Arch,
+    #[command(flatten)]
+    pub build: BuildOpts,
 }
 
 /// Measure the pipeline against its baselines (assembly vs `tar | gzip`, no-op and app-only

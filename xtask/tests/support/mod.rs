@@ -137,6 +137,7 @@ pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, 
         multi: Some(multi.clone()),
         epoch: EPOCH,
         version: addon.version.clone(),
+        sboms: Vec::new(),
     };
     let dir = images_dir.to_owned();
     let singles = PerArchLayouts { dir: dir.clone() }

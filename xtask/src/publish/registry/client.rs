@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use reqwest::blocking::{Body, Client as Http, RequestBuilder, Response};
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
 use super::auth::{self, Credentials};
@@ -178,6 +178,16 @@ impl Repo {
             })
             .with_context(what)?;
         created_with_digest(resp, &manifest.digest).with_context(what)
+    }
+}
+
+impl Repo {
+    /// GET /v2/<name>/<path> accepting `accept` (a manifest by tag, the referrers API): the
+    /// answer as it came, for the caller to judge (referrer.rs).
+    pub fn get(&mut self, path: &str, accept: &str) -> anyhow::Result<Response> {
+        let url = self.url(path);
+        self.send(&|h| Ok(h.get(&url).header(ACCEPT, accept)))
+            .with_context(|| format!("GET {url}"))
     }
 }
 

@@ -6,7 +6,9 @@
 //!   registry's challenge (Basic, bearer tokens);
 //! - `client`: the HTTP calls on one repository (HEAD/upload blobs, PUT manifests, digest
 //!   checks, one re-authentication on 401);
-//! - `push`: the order of a push (blobs, manifests, index, tags last) and the publisher.
+//! - `push`: the order of a push (blobs, manifests, index, tags last) and the publisher;
+//! - `referrer`: each image's SBOM attached as an OCI 1.1 referrer (the referrers API, or the
+//!   referrers tag schema where the registry has none).
 //!
 //! Why reqwest (blocking) and not the `oci-client` crate: we push *our* bytes — the canonical
 //! JSON whose digests `image` printed and the layouts carry — streamed from the blob store,
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod push;
 pub mod reference;
+pub mod referrer;
 
 pub use auth::{credentials, docker_config_auth, parse_challenge, Challenge, Credentials};
 pub use client::Repo;

@@ -9,10 +9,12 @@ use anyhow::Context;
 use super::auth::Credentials;
 use super::client::Repo;
 use super::reference::{check_tag, Reference};
+use super::referrer::{self, Attached};
 use crate::addon::AddonConfig;
 use crate::image::index::MultiArch;
 use crate::image::store::Blob;
 use crate::publish::{contract, Assembled, Format, Output, Publisher};
+use crate::sbom::Sbom;
 
 /// What a push did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,14 +27,32 @@ pub struct Report {
     pub manifests: Vec<String>,
     /// `repo:tag` -> digest, written last.
     pub tags: Vec<(String, String)>,
+    /// Each image's SBOM, attached as a referrer of its manifest in each repository.
+    pub referrers: Vec<Attached>,
 }
 
 /// Push `multi` to `target` under `tags`, and with `per_arch` each image to
 /// `<registry>/<dir>/<hass arch>-<name>` too. Order: every blob in every repository, then
-/// per-arch manifests by digest, then the index by digest, then the tags.
+/// per-arch manifests by digest, then the index by digest, then each image's SBOM (`sboms`,
+/// each with its store) as a referrer of its manifest in every repository holding it (referrer.rs),
+/// then the tags: a tag never names an image whose SBOM is not findable yet.
 pub fn push(
     target: &Reference,
     multi: &MultiArch,
+    tags: &[String],
+    per_arch: bool,
+    creds: Option<Credentials>,
+    insecure: bool,
+) -> anyhow::Result<Report> {
+    push_with(target, multi, &[], tags, per_arch, creds, insecure)
+}
+
+/// `push`, with `sboms` attached as referrers before the tags are written.
+#[allow(clippy::too_many_arguments)]
+pub fn push_with(
+    target: &Reference,
+    multi: &MultiArch,
+    sboms: &[Sbom],
     tags: &[String],
     per_arch: bool,
     creds: Option<Credentials>,
@@ -85,7 +105,16 @@ pub fn push(
     report
         .manifests
         .push(format!("{}@{}", main.reference, multi.index.digest));
-    // 4. tags, last.
+    // 4. the SBOMs, each a referrer of its image's manifest.
+    for sbom in sboms {
+        report.referrers.push(referrer::attach(&mut main, sbom)?);
+        for (image, repo) in &mut arch_repos {
+            if image.arch == sbom.arch {
+                report.referrers.push(referrer::attach(repo, sbom)?);
+            }
+        }
+    }
+    // 5. tags, last.
     for tag in tags {
         main.put_manifest(tag, &multi.index)?;
         report.tags.push((
@@ -176,13 +205,23 @@ impl Publisher for Registry {
         true
     }
 
+    fn needs_sbom(&self) -> bool {
+        true
+    }
+
     fn publish(&self, a: &Assembled) -> anyhow::Result<Vec<Output>> {
         let multi = a.multi("a registry push")?;
+        let sboms = multi
+            .images
+            .iter()
+            .map(|i| a.sbom(i.arch, "a registry push").cloned())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         contract::check(&self.addon, &self.fluxion_version, multi, &self.tags)
             .context("refusing to push: the images break the Home Assistant Supervisor contract")?;
-        let report = push(
+        let report = push_with(
             &self.target,
             multi,
+            &sboms,
             &self.tags,
             self.per_arch,
             self.creds.clone(),

@@ -1,0 +1,479 @@
+//! The SBOM of each image (issue 14): an SPDX 2.3 JSON document describing the image by its
+//! manifest digest, with every Debian package of the runtime layer and every Rust crate
+//! compiled into `fluxion-main` for the image's target, and the OCI 1.1 artifact manifest that
+//! attaches it to the image as a referrer (publish/registry/referrer.rs).
+//!
+//! Deterministic: the document is a function of the image manifest, addon/runtime.lock (and
+//! the copyright files in the runtime layer), Cargo.lock with `cargo metadata`'s view of the
+//! workspace, and the epoch. The document namespace is derived from the manifest digest and
+//! `created` is the epoch (SPDX 2.3 clauses 6.5 and 6.9), never the clock. Serialised by
+//! image/json.rs (sorted keys), packages sorted by SPDX id, relationships sorted.
+//!
+//! - `spdx`: the SPDX 2.3 model (serde structs) and why it is ours;
+//! - `crates`: the crates of the binary, from `cargo metadata --filter-platform`;
+//! - `licence`: Debian copyright files and Cargo `license` fields as SPDX expressions.
+pub mod crates;
+pub mod licence;
+pub mod spdx;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sha2::{Digest as _, Sha256};
+
+use self::crates::{Crate, Crates};
+use self::licence::{Declared, NOASSERTION};
+use self::spdx::{
+    Checksum, CreationInfo, Document, ExternalRef, ExtractedLicence, Package, Relationship,
+};
+use crate::arch::Arch;
+use crate::epoch::Epoch;
+use crate::image::compress::MEDIA_TYPE_TAR_ZSTD;
+use crate::image::store::{Blob, BlobStore, VerifyingReader};
+use crate::image::{json, manifest, Image};
+use crate::publish::REPO;
+use crate::runtime::lock::Lock;
+
+/// The SBOM's media type, and the referrer's `artifactType` (IANA: application/spdx+json).
+pub const ARTIFACT_TYPE: &str = "application/spdx+json";
+/// image-spec 1.1 manifest.md "Guidance for an empty descriptor": the config of an artifact
+/// that has none.
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+const EMPTY: &[u8] = b"{}";
+/// The tool named in `creationInfo.creators`; bump `FORMAT` with any change to the document
+/// for the same inputs.
+pub const FORMAT: u32 = 1;
+const CREATOR: &str = "Tool: fluxion-xtask-sbom-1";
+/// The image's SPDX id (the element the document describes).
+pub const IMAGE_ID: &str = "SPDXRef-Image";
+const TITLE: &str = "org.opencontainers.image.title";
+const CREATED: &str = "org.opencontainers.image.created";
+
+/// One image's SBOM: the document, and the artifact manifest that makes it a referrer of the
+/// image's manifest (`subject`), all in the blob store.
+#[derive(Debug, Clone)]
+pub struct Sbom {
+    pub arch: Arch,
+    /// The store its blobs are in (a registry push puts the referrers index there too).
+    pub store: BlobStore,
+    /// The SPDX JSON document (media type `application/spdx+json`).
+    pub document: Blob,
+    /// The empty config (`{}`, `application/vnd.oci.empty.v1+json`).
+    pub config: Blob,
+    /// The artifact manifest (`artifactType: application/spdx+json`, `subject`).
+    pub manifest: Blob,
+    /// The image manifest it describes.
+    pub subject: Blob,
+    /// The artifact manifest's annotations (repeated in a referrers list).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Sbom {
+    /// The file name of the document (`fluxion-ha-amd64.spdx.json`).
+    pub fn file_name(arch: Arch) -> String {
+        format!("{REPO}-{arch}.spdx.json")
+    }
+
+    /// The document, parsed back (for `cargo xtask sbom`'s table).
+    pub fn read(&self) -> anyhow::Result<Document> {
+        let mut bytes = Vec::new();
+        let mut r = VerifyingReader::open(&self.document)?;
+        r.read_to_end(&mut bytes)?;
+        r.finish()?;
+        serde_json::from_slice(&bytes).context("parsing the SBOM back")
+    }
+}
+
+/// The SBOMs of `images`, through the SBOM cache in `images_dir` (see `Remembered`).
+pub fn for_images(
+    images_dir: &Path,
+    store: &BlobStore,
+    root: &Path,
+    lock: &Lock,
+    images: &[Image],
+    version: &str,
+    epoch: Epoch,
+) -> anyhow::Result<Vec<Sbom>> {
+    let dir = images_dir.join("cache").join("sbom");
+    let inputs = workspace_inputs(root)?;
+    images
+        .iter()
+        .map(|image| {
+            let key = cache_key(&inputs, image, version, epoch);
+            let entry = dir.join(format!("{key}.json"));
+            let remembered = std::fs::read(&entry)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Blob>(&b).ok())
+                .map(|b| Blob {
+                    path: store.path(&b.digest),
+                    ..b
+                })
+                .filter(|b| VerifyingReader::open(b).is_ok_and(|r| r.finish().is_ok()));
+            let document = match remembered {
+                Some(b) => b,
+                None => {
+                    let crates = crates::of(root, image.arch)?;
+                    let doc = document(
+                        image,
+                        version,
+                        epoch,
+                        lock,
+                        &copyright_files(image)?,
+                        &crates,
+                    )?;
+                    let b = store.put(&json::to_canonical(&doc), ARTIFACT_TYPE)?;
+                    std::fs::create_dir_all(&dir)?;
+                    crate::atomic::write(&entry, &json::to_canonical(&b))?;
+                    b
+                }
+            };
+            attach(store, image, document, epoch)
+        })
+        .collect()
+}
+
+/// What decides the crates and licences besides the image: addon/runtime.lock (mirrors and
+/// suites, which the layer does not show), Cargo.lock and the workspace's manifests (what
+/// `cargo metadata` answers from), and this module's `FORMAT`.
+fn workspace_inputs(root: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut files = vec![
+        crate::runtime::lock_path(root),
+        root.join("Cargo.lock"),
+        root.join("Cargo.toml"),
+    ];
+    let mut members: Vec<PathBuf> = std::fs::read_dir(root)
+        .with_context(|| format!("listing {}", root.display()))?
+        .flatten()
+        .map(|e| e.path().join("Cargo.toml"))
+        .filter(|p| p.is_file())
+        .collect();
+    members.sort();
+    files.extend(members);
+    let mut h = Sha256::new();
+    h.update(FORMAT.to_be_bytes());
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update([0]);
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize().to_vec())
+}
+
+fn cache_key(inputs: &[u8], image: &Image, version: &str, epoch: Epoch) -> String {
+    let mut h = Sha256::new();
+    h.update(inputs);
+    for field in [
+        image.manifest.digest.as_str(),
+        version,
+        &epoch.0.to_string(),
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The SBOM of `image` (built for `root`'s workspace from `lock`), stored in `store`, with no
+/// cache: what `for_images` remembers, and what the tests compare it with.
+pub fn make(
+    store: &BlobStore,
+    root: &Path,
+    lock: &Lock,
+    image: &Image,
+    version: &str,
+    epoch: Epoch,
+) -> anyhow::Result<Sbom> {
+    let crates = crates::of(root, image.arch)?;
+    let copyrights = copyright_files(image)?;
+    let doc = document(image, version, epoch, lock, &copyrights, &crates)?;
+    let document = store.put(&json::to_canonical(&doc), ARTIFACT_TYPE)?;
+    attach(store, image, document, epoch)
+}
+
+/// The artifact manifest for `document` with `image` as its subject.
+fn attach(store: &BlobStore, image: &Image, document: Blob, epoch: Epoch) -> anyhow::Result<Sbom> {
+    let arch = image.arch;
+    let config = store.put(EMPTY, EMPTY_MEDIA_TYPE)?;
+    let annotations = BTreeMap::from([
+        (CREATED.to_owned(), epoch.rfc3339()),
+        (TITLE.to_owned(), Sbom::file_name(arch)),
+    ]);
+    let desc = |b: &Blob| serde_json::json!({"mediaType": b.media_type, "digest": b.digest, "size": b.size});
+    // image-spec 1.1 manifest.md: an artifact is an image manifest with `artifactType`, the
+    // empty config, its blob as the one layer, and `subject` naming what it refers to.
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest::MEDIA_TYPE,
+        "artifactType": ARTIFACT_TYPE,
+        "config": {
+            "mediaType": EMPTY_MEDIA_TYPE,
+            "digest": config.digest,
+            "size": config.size,
+            "data": "e30=",
+        },
+        "layers": [{
+            "mediaType": ARTIFACT_TYPE,
+            "digest": document.digest,
+            "size": document.size,
+            "annotations": {TITLE: Sbom::file_name(arch)},
+        }],
+        "subject": desc(&image.manifest),
+        "annotations": annotations,
+    });
+    let manifest = store.put(&json::to_canonical(&m), manifest::MEDIA_TYPE)?;
+    tracing::debug!(%arch, document = %document.digest, size = document.size, "SBOM");
+    Ok(Sbom {
+        arch,
+        store: store.clone(),
+        document,
+        config,
+        manifest,
+        subject: image.manifest.clone(),
+        annotations,
+    })
+}
+
+/// `usr/share/doc/<package>/copyright` of every package, read from the image's layers below
+/// the app layer (the runtime layer keeps them: addon/runtime.toml `keep`), so the licences
+/// are those of the files the image really ships.
+fn copyright_files(image: &Image) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let below_app = &image.layers[..image.layers.len().saturating_sub(1)];
+    for layer in below_app {
+        let blob = &layer.blob;
+        let reader = VerifyingReader::open(blob)?;
+        let tar: Box<dyn Read> = if blob.media_type == MEDIA_TYPE_TAR_ZSTD {
+            Box::new(zstd::Decoder::new(reader)?)
+        } else {
+            Box::new(flate2::read::GzDecoder::new(reader))
+        };
+        let mut tar = tar::Archive::new(tar);
+        let what = || format!("reading the runtime layer {} for the SBOM", blob.digest);
+        for e in tar.entries().with_context(what)? {
+            let mut e = e.with_context(what)?;
+            let path = e.path().with_context(what)?.to_string_lossy().into_owned();
+            let path = path.trim_start_matches("./");
+            let Some(pkg) = path
+                .strip_prefix("usr/share/doc/")
+                .and_then(|p| p.strip_suffix("/copyright"))
+                .filter(|p| !p.contains('/'))
+            else {
+                continue;
+            };
+            if e.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let mut text = String::new();
+            // A copyright file that is not UTF-8 is not machine-readable (NOASSERTION).
+            if (&mut e).take(4 << 20).read_to_string(&mut text).is_ok() {
+                out.insert(pkg.to_owned(), text);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The SPDX document of `image`.
+pub fn document(
+    image: &Image,
+    version: &str,
+    epoch: Epoch,
+    lock: &Lock,
+    copyrights: &BTreeMap<String, String>,
+    crates: &Crates,
+) -> anyhow::Result<Document> {
+    let arch = image.arch;
+    let hex = image.manifest.hex();
+    let mut packages = vec![Package {
+        spdx_id: IMAGE_ID.to_owned(),
+        name: REPO.to_owned(),
+        version_info: version.to_owned(),
+        supplier: None,
+        package_file_name: None,
+        download_location: NOASSERTION.to_owned(),
+        files_analyzed: false,
+        checksums: vec![Checksum::sha256(hex)],
+        license_concluded: NOASSERTION.to_owned(),
+        license_declared: NOASSERTION.to_owned(),
+        copyright_text: NOASSERTION.to_owned(),
+        // purl-spec "oci": the version is the manifest digest.
+        external_refs: vec![ExternalRef::purl(format!(
+            "pkg:oci/{REPO}@{}?arch={}",
+            purl_encode(&image.manifest.digest),
+            arch.oci_arch()
+        ))],
+        primary_package_purpose: Some("CONTAINER".to_owned()),
+    }];
+    let mut relationships = vec![Relationship::new(spdx::DOCUMENT_ID, "DESCRIBES", IMAGE_ID)];
+    let mut extracted: BTreeMap<String, ExtractedLicence> = BTreeMap::new();
+
+    // The Debian packages of the runtime layer.
+    for p in lock.for_arch(arch) {
+        let Some(suite) = lock.suite(&p.suite) else {
+            bail!(
+                "{} {} comes from suite {}, which addon/runtime.lock does not list; run \
+                 `cargo xtask lock`",
+                p.name,
+                p.version,
+                p.suite
+            );
+        };
+        let Declared {
+            expression,
+            extracted: refs,
+        } = licence::debian(&p.name, copyrights.get(&p.name).map(String::as_str));
+        for e in refs {
+            extracted
+                .entry(e.id.clone())
+                .or_insert_with(|| ExtractedLicence {
+                    license_id: e.id,
+                    name: e.name,
+                    extracted_text: e.text,
+                });
+        }
+        let id = spdx_id("deb", &p.name, &p.version);
+        packages.push(Package {
+            spdx_id: id.clone(),
+            name: p.name.clone(),
+            version_info: p.version.clone(),
+            supplier: None,
+            package_file_name: p.filename.rsplit('/').next().map(str::to_owned),
+            download_location: format!("{}/{}", suite.mirror.trim_end_matches('/'), p.filename),
+            files_analyzed: false,
+            checksums: vec![Checksum::sha256(&p.sha256)],
+            license_concluded: NOASSERTION.to_owned(),
+            license_declared: expression,
+            copyright_text: NOASSERTION.to_owned(),
+            external_refs: vec![ExternalRef::purl(format!(
+                "pkg:deb/debian/{}@{}?arch={}",
+                purl_encode(&p.name),
+                purl_encode(&p.version),
+                p.arch
+            ))],
+            primary_package_purpose: None,
+        });
+        relationships.push(Relationship::new(IMAGE_ID, "CONTAINS", &id));
+    }
+
+    // The crates of fluxion-main: the root is the application, contained in the image.
+    let crate_id = |c: &Crate| spdx_id("crate", &c.name, &c.version);
+    let root = crate_package(&crates.root, "APPLICATION");
+    relationships.push(Relationship::new(IMAGE_ID, "CONTAINS", &root.spdx_id));
+    packages.push(root);
+    let by_key: BTreeMap<(&str, &str), &Crate> = crates
+        .deps
+        .iter()
+        .map(|c| ((c.name.as_str(), c.version.as_str()), c))
+        .collect();
+    for c in std::iter::once(&crates.root).chain(&crates.deps) {
+        for (name, version) in &c.deps {
+            let Some(d) = by_key.get(&(name.as_str(), version.as_str())) else {
+                bail!(
+                    "{} {} depends on {name} {version}, which the walk missed",
+                    c.name,
+                    c.version
+                );
+            };
+            relationships.push(Relationship::new(&crate_id(c), "DEPENDS_ON", &crate_id(d)));
+        }
+    }
+    packages.extend(crates.deps.iter().map(|c| crate_package(c, "LIBRARY")));
+
+    packages.sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
+    let mut ids = BTreeSet::new();
+    for p in &packages {
+        if !ids.insert(&p.spdx_id) {
+            bail!("two SBOM packages share the SPDX id {}", p.spdx_id);
+        }
+    }
+    relationships.sort();
+    relationships.dedup();
+    let name = format!("{REPO}-{arch}");
+    Ok(Document {
+        spdx_version: spdx::SPDX_VERSION.to_owned(),
+        data_license: spdx::DATA_LICENSE.to_owned(),
+        spdx_id: spdx::DOCUMENT_ID.to_owned(),
+        // Clause 6.5: a unique URI per document; the manifest digest makes it so, and the
+        // same image always gets the same one.
+        document_namespace: format!("https://spdx.org/spdxdocs/{name}-{hex}"),
+        name,
+        creation_info: CreationInfo {
+            created: epoch.rfc3339(),
+            creators: vec![CREATOR.to_owned()],
+        },
+        document_describes: vec![IMAGE_ID.to_owned()],
+        packages,
+        has_extracted_licensing_infos: extracted.into_values().collect(),
+        relationships,
+    })
+}
+
+fn crate_package(c: &Crate, purpose: &str) -> Package {
+    Package {
+        spdx_id: spdx_id("crate", &c.name, &c.version),
+        name: c.name.clone(),
+        version_info: c.version.clone(),
+        supplier: None,
+        package_file_name: None,
+        download_location: if c.registry {
+            format!(
+                "https://static.crates.io/crates/{0}/{0}-{1}.crate",
+                c.name, c.version
+            )
+        } else {
+            NOASSERTION.to_owned()
+        },
+        files_analyzed: false,
+        checksums: c.checksum.iter().map(|h| Checksum::sha256(h)).collect(),
+        license_concluded: NOASSERTION.to_owned(),
+        license_declared: licence::cargo(c.license.as_deref()),
+        copyright_text: NOASSERTION.to_owned(),
+        external_refs: vec![ExternalRef::purl(format!(
+            "pkg:cargo/{}@{}",
+            purl_encode(&c.name),
+            purl_encode(&c.version)
+        ))],
+        primary_package_purpose: Some(purpose.to_owned()),
+    }
+}
+
+/// `SPDXRef-<kind>-<name>-<version>`, in the characters SPDX ids allow (clause 7.2).
+fn spdx_id(kind: &str, name: &str, version: &str) -> String {
+    format!(
+        "SPDXRef-{kind}-{}",
+        licence::idstring(&format!("{name}-{version}"))
+    )
+}
+
+/// Percent-encoding for a purl component (purl-spec "Character encoding"): everything but
+/// ASCII letters, digits and `.-_~` (so a Debian epoch's `:` and a `+` are `%3A`, `%2B`).
+pub fn purl_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purls_encode_epochs_and_plus() {
+        assert_eq!(purl_encode("1:2.36-9+deb12u14"), "1%3A2.36-9%2Bdeb12u14");
+        assert_eq!(purl_encode("sha256:ab"), "sha256%3Aab");
+        assert_eq!(
+            spdx_id("deb", "libc6", "2.36-9+deb12u14"),
+            "SPDXRef-deb-libc6-2.36-9-deb12u14"
+        );
+    }
+}
