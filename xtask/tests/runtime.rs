@@ -376,6 +376,7 @@ fn scratch() -> Scratch {
         root: workspace(), // only its Cargo.lock is read (the compressor identity)
         target_dir: dir.path().join("target"),
         fluxion_version: "0.0.0".into(),
+        out_dir: None,
     };
     let store = BlobStore::open(&ws.images_dir().join("blobs").join("sha256")).unwrap();
     let cache = Cache::open(&dir.path().join("cache")).unwrap();

@@ -348,6 +348,7 @@ fn app_only(
         root: copy.clone(),
         target_dir: copy_target.clone(),
         fluxion_version: ws.fluxion_version.clone(),
+        out_dir: None,
     };
     let images = ws2.images_dir();
 

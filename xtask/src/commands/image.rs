@@ -313,10 +313,12 @@ fn print_multi_arch(ws: &Workspace, m: &MultiBuilt, as_json: bool) {
     }
 }
 
-/// `result-<arch>` at the workspace root, as Nix users expect from `nix build`.
+/// `result-<arch>` at the workspace root (or in `FLUXION_OUT_DIR`), as Nix users expect from
+/// `nix build`; relative, so the checkout can move.
 fn link_result(ws: &Workspace, arch: Arch, archive: &Path) -> anyhow::Result<()> {
-    let target = archive.strip_prefix(&ws.root).unwrap_or(archive);
-    let link = ws.root.join(format!("result-{arch}"));
+    let link = ws.result_link(arch);
+    let dir = link.parent().unwrap_or(&ws.root);
+    let target = archive.strip_prefix(dir).unwrap_or(archive);
     // Already right: leave it (issue 7, a no-op rebuild writes nothing).
     if std::fs::read_link(&link).is_ok_and(|t| t == target) {
         return Ok(());
