@@ -154,6 +154,22 @@ fn real_binaries() -> (PathBuf, PathBuf) {
     )
 }
 
+/// A scratch workspace, its shim's log, and a `cross` shim that "builds" both arches by
+/// copying the real binaries.
+fn scratch_with_cross_shim() -> (tempfile::TempDir, PathBuf, tempfile::TempDir) {
+    let (amd64, aarch64) = real_binaries();
+    let ws = scratch("0.9.0", CONFIG);
+    let log = ws.path().join("cross.log");
+    let shim = shim_dir(
+        &log,
+        &[
+            ("x86_64-unknown-linux-musl", amd64),
+            ("aarch64-unknown-linux-musl", aarch64),
+        ],
+    );
+    (ws, log, shim)
+}
+
 fn with_shim(ws: &Path, shim: &Path, args: &[&str]) -> Output {
     let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap());
     output(
@@ -167,16 +183,7 @@ fn with_shim(ws: &Path, shim: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn cross_backend_runs_cross_and_packages_its_artifacts() {
-    let (amd64, aarch64) = real_binaries();
-    let ws = scratch("0.9.0", CONFIG);
-    let log = ws.path().join("cross.log");
-    let shim = shim_dir(
-        &log,
-        &[
-            ("x86_64-unknown-linux-musl", amd64),
-            ("aarch64-unknown-linux-musl", aarch64),
-        ],
-    );
+    let (ws, log, shim) = scratch_with_cross_shim();
     // No Cross.toml: auto means cargo; ask for cross explicitly.
     let o = with_shim(
         ws.path(),
@@ -217,16 +224,7 @@ fn cross_backend_runs_cross_and_packages_its_artifacts() {
 /// checkout's `target/images` and `result-*` are not touched.
 #[test]
 fn out_dir_takes_every_output_away_from_the_checkout() {
-    let (amd64, aarch64) = real_binaries();
-    let ws = scratch("0.9.0", CONFIG);
-    let log = ws.path().join("cross.log");
-    let shim = shim_dir(
-        &log,
-        &[
-            ("x86_64-unknown-linux-musl", amd64),
-            ("aarch64-unknown-linux-musl", aarch64),
-        ],
-    );
+    let (ws, log, shim) = scratch_with_cross_shim();
     let out = tempfile::tempdir().unwrap();
     let path = format!(
         "{}:{}",

@@ -507,14 +507,7 @@ impl Ty {
                     .find_map(|(k, v)| match fields.iter().find(|(f, _)| f == k) {
                         None => Some((
                             String::new(),
-                            format!(
-                                "has an unknown key `{k}` (allowed: {})",
-                                fields
-                                    .iter()
-                                    .map(|(f, _)| *f)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
+                            format!("has an unknown key `{k}` (allowed: {})", names(fields)),
                         )),
                         Some((_, t)) => t.check(v).map(|(at, why)| (format!(".{k}{at}"), why)),
                     })
@@ -586,14 +579,7 @@ impl Ty {
 
     fn describe_plural(&self) -> String {
         match self {
-            Ty::Record { fields, .. } => format!(
-                "mappings ({})",
-                fields
-                    .iter()
-                    .map(|(f, _)| *f)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Ty::Record { fields, .. } => format!("mappings ({})", names(fields)),
             Ty::Pattern(p) | Ty::PatternIfStr(p) => format!("strings matching {p}"),
             t => format!(
                 "{}s",
@@ -603,6 +589,14 @@ impl Ty {
             ),
         }
     }
+}
+
+fn names(fields: &[(&str, Ty)]) -> String {
+    fields
+        .iter()
+        .map(|(f, _)| *f)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn one_of_text(tys: &[Ty]) -> String {

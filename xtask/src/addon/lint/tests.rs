@@ -325,27 +325,15 @@ fn unknown_keys_and_wrong_types() {
     let f = lint(&format!("{GOOD}frobnicate: 1\n"), None, &ctx());
     assert_has(&f, "frobnicate", "unknown-key");
     assert_has(&lint_with("init: false", "init: nope"), "init", "type");
-    assert_has(&lint_with("", "boot: sometimes"), "boot", "type");
-    assert_has(
-        &lint_with("", "ingress_port: 70000"),
-        "ingress_port",
-        "type",
-    );
-    assert_has(
-        &lint_with("", "privileged:\n  - SYS_CHEESE"),
-        "privileged[0]",
-        "type",
-    );
-    assert_has(
-        &lint_with("", "ulimits:\n  nofile:\n    soft: 1"),
-        "ulimits.nofile",
-        "type",
-    );
-    assert_has(
-        &lint_with("", "ports:\n  8099/tcp: 0"),
-        "ports.8099/tcp",
-        "type",
-    );
+    for (line, key) in [
+        ("boot: sometimes", "boot"),
+        ("ingress_port: 70000", "ingress_port"),
+        ("privileged:\n  - SYS_CHEESE", "privileged[0]"),
+        ("ulimits:\n  nofile:\n    soft: 1", "ulimits.nofile"),
+        ("ports:\n  8099/tcp: 0", "ports.8099/tcp"),
+    ] {
+        assert_has(&lint_with("", line), key, "type");
+    }
     // `map`: strings or mappings, not both, and not an empty list.
     assert!(errors(&lint_with("", "map:\n  - share:rw\n  - ssl")).is_empty());
     assert!(errors(&lint_with(
