@@ -9,6 +9,8 @@ use crate::epoch::Epoch;
 use crate::image::arch::Arch;
 
 pub mod lint;
+pub mod store;
+pub mod yaml11;
 
 /// The port fluxion-main listens on (its `web.port` default, fluxion/src/config.rs), which is
 /// also Supervisor's default `ingress_port`; the image config exposes it and the linter checks

@@ -99,8 +99,8 @@ pub struct Ci {
 }
 
 /// Check addon/config.yaml: every key's type and default (Supervisor's and the HA add-on
-/// linter's) plus their further rules; every finding names its key and rule, and any error
-/// fails.
+/// linter's) plus their further rules, and the repository as Supervisor's add-on store loads
+/// it; every finding names its key and rule, and any error fails.
 #[derive(Debug, clap::Args)]
 pub struct Lint {
     /// The manifest to check (default: addon/config.yaml).
@@ -110,6 +110,9 @@ pub struct Lint {
     /// built-in rule table is always checked.
     #[arg(long)]
     pub schema: Option<PathBuf>,
+    /// The repository to check as Supervisor's add-on store loads it (default: the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
 }
 
 /// Write nix/addon-meta.json (name, version, labels per arch) for flake.nix from

@@ -224,7 +224,7 @@ fn cross_backend_runs_cross_and_packages_its_artifacts() {
 /// checkout's `target/images` and `result-*` are not touched.
 #[test]
 fn out_dir_takes_every_output_away_from_the_checkout() {
-    let (ws, log, shim) = scratch_with_cross_shim();
+    let (ws, _log, shim) = scratch_with_cross_shim();
     let out = tempfile::tempdir().unwrap();
     let path = format!(
         "{}:{}",

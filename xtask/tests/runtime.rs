@@ -4,7 +4,7 @@
 //!
 //! Network: only the tests marked "network" reach http://deb.debian.org, and only when the
 //! download cache (`cargo xtask lock`/`fetch` fill it) lacks what they need; when the mirror
-//! is unreachable they skip, except under CI=true where they fail. Everything else talks
+//! is unreachable they skip, except under FLUXION_REQUIRE_TOOLS=1 where they fail. Everything else talks
 //! to 127.0.0.1 at most.
 mod support;
 
@@ -273,7 +273,9 @@ fn fixture_debs() -> Vec<(&'static str, Vec<u8>)> {
                     E::Dir("./", 0o755),
                     E::Dir("./bin/", 0o755),
                     E::File("./bin/fxsh", 0o755, b"\x7fELF not really\n"),
-                    E::Symlink("./bin/sh", "fxsh"),
+                    // As Debian's: the shell package has bash (no /bin/sh: dash owns that, and
+                    // the app layer adds /bin/sh -> bash on top).
+                    E::Symlink("./bin/bash", "fxsh"),
                     E::Hardlink("./bin/fxsh2", "./bin/fxsh"),
                     E::Dir("./lib64/", 0o755),
                     E::Symlink("./lib64/ld.so", "/bin/fxsh"),
@@ -440,9 +442,9 @@ fn golden_fixture_layer_and_its_contents() {
         names,
         [
             "bin/",
+            "bin/bash",
             "bin/fxsh",
             "bin/fxsh2",
-            "bin/sh",
             "etc/",
             "etc/fx.conf",
             "lib64/",

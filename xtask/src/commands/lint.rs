@@ -1,21 +1,46 @@
 //! `cargo xtask lint`: check addon/config.yaml against the rule table (every key Supervisor and
 //! the add-on linter know, with types and defaults) and Supervisor's and the linter's further
-//! rules, printing every finding at once; any error fails the command. Nothing outside the
-//! checkout is read unless `--schema` names a copy of the linter's JSON schema.
+//! rules, and the repository as Supervisor's store loads it, printing every finding at once;
+//! any error fails the command. Nothing outside the checkout is read unless `--schema` names a
+//! copy of the linter's JSON schema.
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use xshell::Shell;
 
 use crate::addon::lint::{self, Severity};
+use crate::addon::store;
 use crate::flags;
 use crate::workspace::Workspace;
 
 impl flags::Lint {
-    pub fn run(self, _sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+    pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         let file = self.file.unwrap_or_else(|| ws.addon_config());
-        run(&file, self.schema.as_deref(), &ws.fluxion_version)
+        let manifest = run(&file, self.schema.as_deref(), &ws.fluxion_version);
+        let store = run_store(sh, &self.store.unwrap_or_else(|| ws.root.clone()), ws);
+        manifest.and(store)
     }
+}
+
+/// The repository as Supervisor's store loads it (addon/store.rs), printed like the manifest.
+pub fn run_store(sh: &Shell, root: &Path, ws: &Workspace) -> anyhow::Result<()> {
+    let report = store::check(sh, root, &ws.fluxion_version)?;
+    for f in &report.findings {
+        println!("store: {f}");
+    }
+    let errors = report.errors();
+    if errors > 0 {
+        bail!(
+            "store: {errors} error(s): Supervisor would refuse the repository at {} or show a \
+             broken add-on; fix the files named above",
+            root.display()
+        );
+    }
+    for line in &report.summary {
+        println!("store: {line}");
+    }
+    println!("store: ok ({})", root.display());
+    Ok(())
 }
 
 pub fn run(file: &Path, schema_path: Option<&Path>, fluxion_version: &str) -> anyhow::Result<()> {

@@ -6,6 +6,13 @@ use crate::image::layer::{Data, Node, Tree};
 
 pub const BINARY_PATH: &str = "/bin/fluxion-main";
 
+/// `/bin/sh`, for `docker exec <container> sh` and anything that runs `/bin/sh -c`: Debian's
+/// dash owns it there and is not in the runtime layer, so it points at the runtime layer's
+/// bash, which runs as a POSIX shell when called `sh` (bash(1), "INVOCATION"). A link costs
+/// nothing; dash would add a package for a second shell.
+pub const SH_PATH: &str = "/bin/sh";
+pub const SH_TARGET: &str = "bash";
+
 pub fn tree(binary: &Binary) -> anyhow::Result<Tree> {
     let mut t = Tree::new();
     let file = |mode, text: &str| Node::File {
@@ -17,6 +24,12 @@ pub fn tree(binary: &Binary) -> anyhow::Result<Tree> {
         Node::File {
             mode: 0o755,
             data: Data::Bytes(Arc::from(&binary.bytes[..])),
+        },
+    )?;
+    t.insert(
+        SH_PATH,
+        Node::Symlink {
+            target: SH_TARGET.into(),
         },
     )?;
     // Name lookups (`id`, `ls -l`) need passwd and group; the service itself runs as root,

@@ -78,7 +78,8 @@ pub fn assemble_on(
     let app = writer
         .write(&app_tree, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
-    let app_by = "cargo xtask image: /bin/fluxion-main, /etc/passwd, /etc/group, /tmp, /data";
+    let app_by =
+        "cargo xtask image: /bin/fluxion-main, /bin/sh -> bash, /etc/passwd, /etc/group, /tmp, /data";
     let mut layers: Vec<(Layer, &str)> = Vec::new();
     if let Some(b) = &base {
         layers.push((b.layer.clone(), b.created_by));

@@ -11,7 +11,7 @@ use super::lock::Locked;
 use crate::epoch::Epoch;
 use crate::image::arch::Arch;
 use crate::image::compress::Compression;
-use crate::image::layer::{Layer, Node, Tree};
+use crate::image::layer::{normalise, Layer, Node, Tree};
 use crate::image::store::{Blob, BlobStore};
 use crate::image::{hash, json};
 
@@ -167,8 +167,33 @@ fn resolve<'a>(tree: &'a Tree, comps: &[&str], hops: usize) -> Option<&'a Node> 
 /// The app layer goes on top of the runtime layer: a path in both is an error unless both
 /// are directories with the same mode (then the upper one, the app's, would win anyway).
 /// /etc/passwd and /etc/group come from the app layer; Debian's base-passwd is not in the
-/// closure, so no package provides them.
+/// closure, so no package provides them. A symlink of the app layer (`/bin/sh -> bash`) must
+/// name a path one of the two layers has.
 pub fn check_app_over_runtime(runtime: &Listing, app: &Tree) -> anyhow::Result<()> {
+    let mut dangling = Vec::new();
+    for (path, node) in app.iter() {
+        let Node::Symlink { target } = node else {
+            continue;
+        };
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        let joined = if target.starts_with('/') {
+            target.clone()
+        } else {
+            format!("{dir}/{target}")
+        };
+        let found = normalise(&joined)
+            .is_ok_and(|t| runtime.paths.contains_key(&t) || app.get(&t).is_some());
+        if !found {
+            dangling.push(format!("/{path} -> {target}"));
+        }
+    }
+    if !dangling.is_empty() {
+        bail!(
+            "the app layer's symlinks point at nothing in the image: {}; add the package that \
+             provides the target to addon/runtime.toml",
+            dangling.join(", ")
+        );
+    }
     let mut clashes = Vec::new();
     for (path, node) in app.iter() {
         let Some(kind) = runtime.paths.get(path) else {
