@@ -136,11 +136,10 @@ fn lint_needs_nothing_outside_the_checkout() {
     )
     .unwrap();
     std::fs::write(d.join("fluxion/src/lib.rs"), "").unwrap();
-    std::fs::copy(
-        root().join("addon/config.yaml"),
-        d.join("addon/config.yaml"),
-    )
-    .unwrap();
+    // What `lint` reads: the manifest and, for the store check, the repository file.
+    for f in ["addon/config.yaml", "repository.yaml"] {
+        std::fs::copy(root().join(f), d.join(f)).unwrap();
+    }
     let run = |d: &Path| {
         Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("lint")
