@@ -785,6 +785,7 @@ impl Controller {
             start_soc: soc,
             soc_step_percent: self.cfg.plan.soc_step_percent,
             terminal_value_per_kwh: self.cfg.plan.terminal_value_per_kwh,
+            switching: Default::default(),
         };
         let plan = plan::optimise(&problem);
         PlanView {
