@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod control;
+pub mod forecast;
 pub mod ha;
 pub mod plan;
 pub mod price;

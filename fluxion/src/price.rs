@@ -326,12 +326,8 @@ fn list_item(item: &Value) -> Result<Option<Entry>, String> {
 /// list (15 or 60 minutes; an hour for a single entry), so a hole stays a hole.
 fn with_ends(mut entries: Vec<Entry>) -> Result<Vec<PricePoint>, String> {
     entries.sort_by_key(|e| e.0);
-    let gap = entries
-        .windows(2)
-        .map(|w| w[1].0 - w[0].0)
-        .filter(|d| *d > Duration::zero())
-        .min()
-        .unwrap_or(Duration::hours(1));
+    let times: Vec<_> = entries.iter().map(|e| (e.0, e.1)).collect();
+    let (gap, ends) = fill_ends(&times, Duration::hours(1));
     let needs_gap = entries.iter().any(|e| e.1.is_none());
     if needs_gap && gap != Duration::minutes(15) && gap != Duration::hours(1) {
         return Err(format!(
@@ -341,18 +337,38 @@ fn with_ends(mut entries: Vec<Entry>) -> Result<Vec<PricePoint>, String> {
     }
     Ok(entries
         .iter()
+        .zip(ends)
+        .map(|(&(start, _, price), end)| PricePoint { start, end, price })
+        .collect())
+}
+
+/// The end of each entry of a list sorted by start: its own end when given, else the next
+/// start when that is at most the shortest gap away, else start + that gap (`single` for a
+/// lone entry). Returns the gap too.
+pub fn fill_ends(
+    entries: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+    single: Duration,
+) -> (Duration, Vec<DateTime<Utc>>) {
+    let gap = entries
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > Duration::zero())
+        .min()
+        .unwrap_or(single);
+    let ends = entries
+        .iter()
         .enumerate()
-        .map(|(i, &(start, end, price))| {
-            let end = end.unwrap_or_else(|| {
+        .map(|(i, &(start, end))| {
+            end.unwrap_or_else(|| {
                 entries
                     .get(i + 1)
                     .map(|e| e.0)
                     .filter(|&e| e > start && e - start <= gap)
                     .unwrap_or(start + gap)
-            });
-            PricePoint { start, end, price }
+            })
         })
-        .collect())
+        .collect();
+    (gap, ends)
 }
 
 /// A local day as N equal intervals: 24 hours or 96 quarter hours (23/25 and 92/100 on DST days).
