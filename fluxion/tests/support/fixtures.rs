@@ -58,6 +58,7 @@ pub fn problem(day: &str) -> Problem {
         start_soc: 10.0,
         soc_step_percent: 0.5,
         terminal_value_per_kwh: None,
+        switching: Default::default(),
     }
 }
 

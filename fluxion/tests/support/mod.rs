@@ -15,7 +15,7 @@ pub fn charging_ha(soc: &str) -> fake_ha::FakeHa {
     let ha = fake_ha::FakeHa::start();
     let now = chrono::Utc::now();
     ha.set(
-        "sensor.current_spot_electricity_price",
+        "sensor.current_spot_electricity_price_15min",
         "0.01",
         Some(charge_now_prices(now, 4, 92)),
         now,
@@ -42,5 +42,5 @@ pub fn prices_from_now(now: DateTime<Utc>, parts: &[(usize, f64)]) -> Value {
             t = end;
         }
     }
-    json!({"unit_of_measurement": "EUR/kWh", "forecast": list})
+    json!({"unit_of_measurement": "CZK/kWh", "forecast": list})
 }
