@@ -26,31 +26,13 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn config(ha: &FakeHa, debug: bool, extra: &[(&str, &str)]) -> Config {
-    let mut env = vec![
-        ("HA_URL".to_string(), format!("http://{}", ha.addr)),
-        ("HA_TOKEN".to_string(), TOKEN.to_string()),
-        ("FLUXION_CONTROL_DEBUG_MODE".to_string(), debug.to_string()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::load(&Sources::default(), env).unwrap()
-}
-
 fn controller(ha: &FakeHa, debug: bool) -> (Controller, Arc<Shared>) {
     controller_with(ha, debug, &[])
 }
 
 /// A controller whose client gives up after 300 ms and retries reads quickly.
 fn controller_with(ha: &FakeHa, debug: bool, extra: &[(&str, &str)]) -> (Controller, Arc<Shared>) {
-    let cfg = config(ha, debug, extra);
-    let shared = Shared::new(cfg.control.debug_mode);
-    let mut client = HaClient::new(&ha.api_url(), TOKEN).unwrap();
-    client.timeout = std::time::Duration::from_millis(300);
-    client.backoff = std::time::Duration::from_millis(5);
-    (
-        Controller::with_client(cfg, Some(client), shared.clone()),
-        shared,
-    )
+    support::controller_for(ha, debug, extra, std::time::Duration::from_millis(300))
 }
 
 /// Puts the two selects into `use_mode` / `manual` as the integration would report them.
