@@ -42,11 +42,11 @@
 //! efficiency, and never less than zero. Why: after the horizon the battery can be refilled
 //! again in the next cheap hours, so a kWh kept is worth what it saves against buying it
 //! again then (cheap-half price, after the loss of storing it), not the horizon's mean price.
-//! The mean price made every horizon end with a charge that nothing after it pays back: on
-//! the two-day winter fixture (`tests/fixtures/prices/winter.json`, empty battery, no load) the
-//! old rule (mean buy x efficiency) force-charges in the last night hours of the horizon,
-//! which this rule does not (`tests/optimiser.rs`,
-//! `the_terminal_value_does_not_hoard_at_the_end_of_the_horizon`). Negative prices would make
+//! The mean price made horizons end with a charge that nothing after it pays back: on the
+//! Czech fixture day (`tests/fixtures/prices/cz_evening_peak.json`, empty battery, no load) the
+//! old rule (mean buy x efficiency) force-charges in 4 of the last 24 slots and ends at 54 %,
+//! to be valued at a price no later hour pays; this rule ends at the 10 % floor
+//! (`tests/optimiser.rs`, `the_terminal_value_does_not_hoard_at_the_end_of_the_horizon`). Negative prices would make
 //! stored energy a liability, which it is not (it can always be kept): hence the floor at 0.
 
 use serde::{Deserialize, Serialize};
