@@ -8,7 +8,7 @@
 //! Every strategy is scored on the same "actual" day (`household::actual_day`: another draw of
 //! the household's load, PV with passing clouds), by `plan::simulate`: the model the DP is
 //! exact on, with Self Use covering the real load. FluxION replans at every slot from the SOC
-//! it really reached, as the controller does; the heuristics are fixed schedules. Money is cash
+//! it really reached, as the controller does (`receding`); the heuristic is a fixed schedule. Money is cash
 //! plus the stored energy at the end at the horizon's terminal value (the same for all), in the
 //! fixture's currency; switch costs are not money and are left out.
 
@@ -69,21 +69,29 @@ fn switch_cost(prices: &[PriceSlot]) -> f64 {
 }
 
 /// FluxION as the controller runs it: at each slot, plan the rest of the horizon on `believed`
-/// net loads from the SOC really reached, and follow the first slot's mode.
-fn receding(prices: &[PriceSlot], believed: &[f64], actual: &Problem) -> Vec<Mode> {
+/// net loads from the SOC really reached, and follow the first slot's mode. The controller's
+/// horizon never ends within 11 h (tomorrow's prices come at 13:00), so in the last 12 h of a
+/// fixture the last plan made with 12 h left is followed instead of replanning ever shorter.
+fn receding(prices: &[PriceSlot], believed: &[f64], actual: &Problem, cost: bool) -> Vec<Mode> {
+    const LAST_REPLAN: usize = 48;
+    let n = prices.len();
     let mut modes: Vec<Mode> = Vec::new();
     let mut soc = actual.start_soc;
-    for t in 0..prices.len() {
+    for t in 0..n {
         let switching = Switching {
-            cost: switch_cost(&prices[t..]),
+            cost: if cost { switch_cost(&prices[t..]) } else { 0.0 },
             min_slots: 1,
             initial: modes.last().copied(),
             initial_wait: 0,
         };
         let p = problem(&prices[t..], &believed[t..], soc, switching);
-        let mode = plan::optimise(&p).slots[0].mode;
-        modes.push(mode);
-        soc = plan::simulate(actual, &pad(&modes, prices.len())).slots[t].soc_end;
+        let plan = plan::optimise(&p);
+        if n - t <= LAST_REPLAN {
+            modes.extend(plan.slots.iter().map(|s| s.mode));
+            break;
+        }
+        modes.push(plan.slots[0].mode);
+        soc = plan::simulate(actual, &pad(&modes, n)).slots[t].soc_end;
     }
     modes
 }
@@ -144,6 +152,9 @@ struct Row {
     slots: usize,
     currency: &'static str,
     money: [f64; 6],
+    /// (d) without a switch cost, and the mode changes of (b), (d) and that plan.
+    free: f64,
+    switches: [usize; 3],
 }
 
 fn main() {
@@ -189,11 +200,15 @@ fn main() {
             .map(|(&t, pv)| profile[forecast::bin(t, TZ)] * 0.25 - pv.unwrap_or(0.0))
             .collect();
         let score = |modes: &[Mode]| plan::simulate(&actual, modes).value();
+        let changes = |modes: &[Mode]| modes.windows(2).filter(|w| w[0] != w[1]).count();
         let self_use = score(&vec![Mode::SelfUse; n]);
-        let cheapest = score(&plan::cheapest_hours_heuristic(&actual));
-        let blind = score(&receding(&prices, &vec![0.0; n], &actual));
-        let forecasts = score(&receding(&prices, &believed, &actual));
-        let perfect = score(&receding(&prices, &actual_net, &actual));
+        let heuristic = plan::cheapest_hours_heuristic(&actual);
+        let cheapest = score(&heuristic);
+        let blind = score(&receding(&prices, &vec![0.0; n], &actual, true));
+        let planned = receding(&prices, &believed, &actual, true);
+        let forecasts = score(&planned);
+        let free_plan = receding(&prices, &believed, &actual, false);
+        let perfect = score(&receding(&prices, &actual_net, &actual, true));
         let bound = lp_bound(&actual);
         rows.push(Row {
             day,
@@ -204,6 +219,8 @@ fn main() {
                 "EUR"
             },
             money: [self_use, cheapest, blind, forecasts, perfect, bound],
+            free: score(&free_plan),
+            switches: [changes(&heuristic), changes(&planned), changes(&free_plan)],
         });
     }
     println!("money over the horizon (cash + stored energy at the terminal value), actual day:");
@@ -228,6 +245,15 @@ fn main() {
         "(d)/(e): the share of the LP bound's gain over Self Use that the plan reaches, \
          ((d) - (a)) / ((e) - (a)); the money itself is a bill (negative) on days with load."
     );
+    println!("\nswitch cost (default: 0.1 kWh at the mean buy price) on (d):");
+    println!("| day | (b) mode changes | (d) money | (d) mode changes | (d) without switch cost: money | mode changes |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.2} | {} | {:.2} | {} |",
+            r.day, r.switches[0], r.money[3], r.switches[1], r.free, r.switches[2]
+        );
+    }
     // The optimiser's time: two days of 15-minute slots at 0.5 % SOC steps, with the household
     // net load and switching (the DP state as the controller uses it).
     let prices = fixtures::price_slots_with("winter", &tariff("winter"));

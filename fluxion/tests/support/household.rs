@@ -169,7 +169,8 @@ pub fn solcast_attributes(date: NaiveDate, tz: Tz, s: Season) -> Value {
 }
 
 /// What really happens in each 15-minute slot from `start`: house load and PV in kWh. The
-/// load is another draw of the same household (seed), the PV the forecast with passing clouds.
+/// load is another draw of the same household (seed), the PV the clear-sky curve the forecast
+/// is made from, with passing clouds.
 pub fn actual_day(start: DateTime<Utc>, slots: usize, tz: Tz, s: Season) -> (Vec<f64>, Vec<f64>) {
     let mut load = Vec::new();
     let mut days = Vec::new();
@@ -183,7 +184,9 @@ pub fn actual_day(start: DateTime<Utc>, slots: usize, tz: Tz, s: Season) -> (Vec
         }
         let m0 = (i % 96) * 15;
         load.push(days[m0..m0 + 15].iter().map(|(_, w)| w / 1000.0 / 60.0).sum());
-        cloud = (cloud + (clouds.next() - 0.55) * 0.3).clamp(0.35, 1.05);
+        // Mean-reverting around 0.95: the forecast is about right on average, off by up to
+        // a third in a passing cloud.
+        cloud = (0.95 + 0.8 * (cloud - 0.95) + (clouds.next() - 0.5) * 0.3).clamp(0.4, 1.1);
         let kwh: f64 = (0..3)
             .map(|k| pv_kw(t + Duration::minutes(5 * k + 2), tz, s))
             .sum::<f64>()
