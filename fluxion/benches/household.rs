@@ -189,9 +189,8 @@ fn main() {
         for d in 0..(n / 96) as i64 {
             let attrs =
                 household::solcast_attributes(today + chrono::Duration::days(d), TZ, season);
-            intervals.extend(
-                forecast::pv_intervals("solcast", &attrs, PvEstimate::PvEstimate).unwrap(),
-            );
+            intervals
+                .extend(forecast::pv_intervals("solcast", &attrs, PvEstimate::PvEstimate).unwrap());
         }
         let pv_forecast = forecast::per_slot(&intervals, &starts);
         let believed: Vec<f64> = starts
@@ -259,7 +258,10 @@ fn main() {
     let prices = fixtures::price_slots_with("winter", &tariff("winter"));
     let start = prices[0].start;
     let (load, _) = household::actual_day(start, prices.len(), TZ, household::season("winter"));
-    for (label, min_slots) in [("300 s debounce (1 slot)", 1), ("1800 s debounce (2 slots)", 2)] {
+    for (label, min_slots) in [
+        ("300 s debounce (1 slot)", 1),
+        ("1800 s debounce (2 slots)", 2),
+    ] {
         let p = problem(
             &prices,
             &load,

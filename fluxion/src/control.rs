@@ -282,7 +282,11 @@ impl ValueSummary {
             .as_ref()
             .map(|c| format!(" {}", c.symbol))
             .unwrap_or_default();
-        let verb = if plan.savings >= 0.0 { "saves" } else { "costs" };
+        let verb = if plan.savings >= 0.0 {
+            "saves"
+        } else {
+            "costs"
+        };
         ValueSummary {
             plan: plan.value,
             self_use: plan.self_use_value,
@@ -707,7 +711,8 @@ impl Controller {
         }
         if let Some(e) = &r.price_error {
             tracing::warn!("{e}; planning on the fixed prices");
-            self.notes.push(format!("{e}; planning on the fixed prices"));
+            self.notes
+                .push(format!("{e}; planning on the fixed prices"));
         }
         let load = self.load_forecast(&client, now, tz, &r.load_unit).await;
         let hardware_min = r
@@ -838,17 +843,14 @@ impl Controller {
         let today = now.with_timezone(&tz).date_naive();
         let (points, price_error) = match spot {
             Ok(s) => {
-                let parsed = price::read_unit(
-                    &s.entity_id,
-                    &s.attributes,
-                    self.ha_currency.as_deref(),
-                )
-                .and_then(|unit| {
-                    let mut points =
-                        price::parse_attributes(&s.entity_id, &s.attributes, tz, today)?;
-                    price::scale(&mut points, unit.per_kwh);
-                    Ok((points, unit.currency))
-                });
+                let parsed =
+                    price::read_unit(&s.entity_id, &s.attributes, self.ha_currency.as_deref())
+                        .and_then(|unit| {
+                            let mut points =
+                                price::parse_attributes(&s.entity_id, &s.attributes, tz, today)?;
+                            price::scale(&mut points, unit.per_kwh);
+                            Ok((points, unit.currency))
+                        });
                 match parsed {
                     Ok((p, currency)) => {
                         self.currency = Some(currency);
@@ -918,8 +920,7 @@ impl Controller {
         } else {
             configured.iter().map(String::as_str).collect()
         };
-        let states =
-            futures_util::future::join_all(entities.iter().map(|e| client.state(e))).await;
+        let states = futures_util::future::join_all(entities.iter().map(|e| client.state(e))).await;
         let band = self.cfg.forecast.pv_estimate;
         let mut all = Vec::new();
         let mut used = Vec::new();
@@ -1047,7 +1048,10 @@ impl Controller {
                         starts.len()
                     ));
                 }
-                (per.into_iter().map(|v| v.unwrap_or(0.0)).collect(), source.clone())
+                (
+                    per.into_iter().map(|v| v.unwrap_or(0.0)).collect(),
+                    source.clone(),
+                )
             }
             Err(e) => {
                 self.notes.push(e.clone());

@@ -31,7 +31,11 @@ pub struct Interval {
 /// `{period_start, pv_estimate}` in kW; `band` picks `pv_estimate10`/`90`), or a `forecast`
 /// list of `{start, end?, value}` whose unit (`unit_of_measurement`) is W or kW (mean power
 /// over the interval) or Wh or kWh (energy in the interval). A missing end is the next start.
-pub fn pv_intervals(entity: &str, attrs: &Value, band: PvEstimate) -> Result<Vec<Interval>, String> {
+pub fn pv_intervals(
+    entity: &str,
+    attrs: &Value,
+    band: PvEstimate,
+) -> Result<Vec<Interval>, String> {
     let err = |what: String| format!("PV forecast entity {entity}: {what}");
     if let Some(list) = attrs.get("detailedForecast").and_then(Value::as_array) {
         let mut points = Vec::new();
@@ -45,7 +49,9 @@ pub fn pv_intervals(entity: &str, attrs: &Value, band: PvEstimate) -> Result<Vec
                 .ok_or_else(|| err(format!("detailedForecast[{i}]: no number {}", band.key())))?;
             points.push((start, None, kw));
         }
-        return Ok(intervals(points, Duration::minutes(30), |kw, hours| kw * hours));
+        return Ok(intervals(points, Duration::minutes(30), |kw, hours| {
+            kw * hours
+        }));
     }
     let Some(list) = attrs.get("forecast").and_then(Value::as_array) else {
         return Err(err(
@@ -176,7 +182,13 @@ pub fn day_load(
         hours: [0.0; 96],
     };
     for (i, row) in rows.iter().enumerate() {
-        let Some(v) = row.state.trim().parse::<f64>().ok().filter(|v| v.is_finite()) else {
+        let Some(v) = row
+            .state
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+        else {
             continue;
         };
         let kw = (v * kw_per_unit).max(0.0);
@@ -322,13 +334,25 @@ mod tests {
     #[test]
     fn days_average_by_coverage_and_too_little_is_nothing() {
         let (start, end) = local_day(NaiveDate::from_ymd_opt(2025, 1, 14).unwrap(), TZ).unwrap();
-        let a = day_load(&[row("1000", "2025-01-13T23:00:00+00:00")], start, end, TZ, 0.001);
+        let a = day_load(
+            &[row("1000", "2025-01-13T23:00:00+00:00")],
+            start,
+            end,
+            TZ,
+            0.001,
+        );
         let (s2, e2) = local_day(NaiveDate::from_ymd_opt(2025, 1, 13).unwrap(), TZ).unwrap();
         let b = day_load(&[row("2", "2025-01-12T23:00:00+00:00")], s2, e2, TZ, 1.0);
         let p = load_profile([&a, &b]).unwrap();
         assert!((p[10] - 1.5).abs() < 1e-9);
         // Six hours of data is not a profile.
-        let short = day_load(&[row("500", "2025-01-14T17:00:00+00:00")], start, end, TZ, 0.001);
+        let short = day_load(
+            &[row("500", "2025-01-14T17:00:00+00:00")],
+            start,
+            end,
+            TZ,
+            0.001,
+        );
         assert_eq!(load_profile([&short]), None);
         assert_eq!(
             history_days(NaiveDate::from_ymd_opt(2025, 1, 15).unwrap(), 2),

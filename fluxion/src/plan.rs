@@ -398,7 +398,10 @@ pub fn optimise(p: &Problem) -> Plan {
 
 /// Index of `m` in `Mode::ALL`; `UNKNOWN` stands for "no known mode" before slot 0.
 fn mode_index(m: Mode) -> usize {
-    Mode::ALL.iter().position(|&x| x == m).expect("every mode is in ALL")
+    Mode::ALL
+        .iter()
+        .position(|&x| x == m)
+        .expect("every mode is in ALL")
 }
 const UNKNOWN: usize = 4;
 const PREVS: usize = 5;
@@ -670,7 +673,7 @@ mod tests {
         p.switching.initial = Some(Mode::SelfUse);
         let costly = optimise(&p);
         assert!(costly.switches < free.switches, "{costly:?}");
-        assert!(costly.objective() >= simulate(&p, &vec![Mode::SelfUse; 6]).objective() - 1e-12);
+        assert!(costly.objective() >= simulate(&p, &[Mode::SelfUse; 6]).objective() - 1e-12);
     }
 
     #[test]
@@ -693,7 +696,12 @@ mod tests {
         assert!(changes.windows(2).all(|w| w[1] - w[0] >= 2), "{modes:?}");
         assert!(!feasible(
             &p,
-            &[Mode::ForceCharge, Mode::ForceCharge, Mode::SelfUse, Mode::SelfUse]
+            &[
+                Mode::ForceCharge,
+                Mode::ForceCharge,
+                Mode::SelfUse,
+                Mode::SelfUse
+            ]
         ));
     }
 
@@ -773,7 +781,13 @@ mod tests {
             ),
         )
             .prop_map(
-                |(slots, (cap, ch, dis, eff), (lo, span, start, wear), (step, tv), (cost, min_slots, initial, initial_wait))| Problem {
+                |(
+                    slots,
+                    (cap, ch, dis, eff),
+                    (lo, span, start, wear),
+                    (step, tv),
+                    (cost, min_slots, initial, initial_wait),
+                )| Problem {
                     battery: Battery {
                         capacity_kwh: cap,
                         max_charge_kw: ch,
@@ -788,7 +802,12 @@ mod tests {
                     start_soc: start,
                     soc_step_percent: step,
                     terminal_value_per_kwh: tv,
-                    switching: Switching { cost, min_slots, initial, initial_wait },
+                    switching: Switching {
+                        cost,
+                        min_slots,
+                        initial,
+                        initial_wait,
+                    },
                 },
             )
     }

@@ -479,7 +479,10 @@ pub fn horizon(
     // The configuration was validated when loaded; a schedule that cannot be read here
     // (a hand-built config) is left out rather than guessed.
     let tariff = Tariff::from_config(cfg).unwrap_or_else(|problems| {
-        tracing::error!("ignoring pricing.grid_fee_schedule: {}", problems.join("; "));
+        tracing::error!(
+            "ignoring pricing.grid_fee_schedule: {}",
+            problems.join("; ")
+        );
         Tariff {
             fee_buy: cfg.grid_fee_buy,
             fee_sell: cfg.grid_fee_sell,
@@ -606,8 +609,10 @@ mod tests {
     #[test]
     fn entso_e_lists_of_time_and_price() {
         // As the ENTSO-e integration writes them: a space between date and time, no end.
-        let hour = |h: u32, p: f64| json!({"time": format!("2026-12-01 {h:02}:00:00+01:00"), "price": p});
-        let quarter = |m: u32, p: f64| json!({"time": format!("2026-12-02 00:{m:02}:00+01:00"), "price": p});
+        let hour =
+            |h: u32, p: f64| json!({"time": format!("2026-12-01 {h:02}:00:00+01:00"), "price": p});
+        let quarter =
+            |m: u32, p: f64| json!({"time": format!("2026-12-02 00:{m:02}:00+01:00"), "price": p});
         let attrs = json!({
             "unit_of_measurement": "EUR/kWh",
             "prices_today": [hour(0, 0.12), hour(1, 0.10), hour(2, 0.09)],
@@ -623,7 +628,10 @@ mod tests {
         assert!(!q.contains_key(&at("2026-12-02T00:45:00+01:00")));
         // `prices` alone (today and tomorrow in one list) reads the same way.
         let attrs = json!({"prices": [hour(0, 0.12), hour(1, 0.10)]});
-        assert_eq!(quarter_hours(&parse_attributes("s", &attrs, TZ, d).unwrap()).len(), 8);
+        assert_eq!(
+            quarter_hours(&parse_attributes("s", &attrs, TZ, d).unwrap()).len(),
+            8
+        );
     }
 
     #[test]
@@ -637,10 +645,16 @@ mod tests {
         };
         assert_eq!(ok("Kč/kWh", Some("CZK")), ("CZK".into(), "Kč".into(), 1.0));
         assert_eq!(ok("CZK/kWh", Some("CZK")), ("CZK".into(), "Kč".into(), 1.0));
-        assert_eq!(ok("EUR/MWh", Some("EUR")), ("EUR".into(), "€".into(), 0.001));
+        assert_eq!(
+            ok("EUR/MWh", Some("EUR")),
+            ("EUR".into(), "€".into(), 0.001)
+        );
         assert_eq!(ok("€/MWh", None), ("EUR".into(), "€".into(), 0.001));
         assert_eq!(ok("c/kWh", Some("EUR")).2, 0.01);
-        assert_eq!(ok("öre/kWh", Some("SEK")), ("SEK".into(), "kr".into(), 0.01));
+        assert_eq!(
+            ok("öre/kWh", Some("SEK")),
+            ("SEK".into(), "kr".into(), 0.01)
+        );
         assert_eq!(ok("kr/kWh", Some("NOK")).0, "NOK");
         let e = unit("EUR/MWh", Some("CZK")).unwrap_err().to_string();
         assert_eq!(

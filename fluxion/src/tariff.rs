@@ -56,9 +56,7 @@ impl Tariff {
         let local = t.with_timezone(&tz);
         let minute = local.hour() * 60 + local.minute();
         let today = local.weekday().num_days_from_monday() as usize;
-        let yesterday = (local - Duration::days(1))
-            .weekday()
-            .num_days_from_monday() as usize;
+        let yesterday = (local - Duration::days(1)).weekday().num_days_from_monday() as usize;
         self.windows
             .iter()
             .filter(|w| {
@@ -225,10 +223,16 @@ mod tests {
         };
         let e = Tariff::from_config(&cfg).unwrap_err();
         assert_eq!(e.len(), 4, "{e:?}");
-        assert!(e[0].starts_with("pricing.grid_fee_schedule[0]: to \"25:00\""), "{e:?}");
+        assert!(
+            e[0].starts_with("pricing.grid_fee_schedule[0]: to \"25:00\""),
+            "{e:?}"
+        );
         assert!(e[1].contains("not on a quarter hour"), "{e:?}");
         assert!(e[2].contains("00:00 to 24:00"), "{e:?}");
         assert!(e[3].contains("\"fry\" is not a day"), "{e:?}");
-        assert_eq!(days("fri-mon").unwrap(), [true, false, false, false, true, true, true]);
+        assert_eq!(
+            days("fri-mon").unwrap(),
+            [true, false, false, false, true, true, true]
+        );
     }
 }

@@ -45,7 +45,10 @@ fn options_and_schema_name_the_same_keys_and_translations_cover_them() {
         let typ = config["schema"][section][field].as_str().unwrap();
         assert!(typ.ends_with('?'), "{key} must be optional: {typ}");
         let defaults = serde_json::to_value(Config::default()).unwrap();
-        assert!(defaults[section][field].is_null(), "{key} has a built-in default");
+        assert!(
+            defaults[section][field].is_null(),
+            "{key} has a built-in default"
+        );
     }
     let translations = yaml("addon/translations/en.yaml");
     for (section, v) in translations["configuration"].as_object().unwrap() {

@@ -79,11 +79,15 @@ fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     );
     // Money in the sensor's currency (Kč = CZK), and what the plan saves against Self Use.
     let value = browser.eval(&page, "document.getElementById('value').textContent");
-    assert!(value.as_str().unwrap_or_default().ends_with(" Kč"), "{value}");
+    assert!(
+        value.as_str().unwrap_or_default().ends_with(" Kč"),
+        "{value}"
+    );
     let savings = browser.eval(&page, "document.getElementById('savings').textContent");
     let savings = savings.as_str().unwrap_or_default();
     assert!(
-        savings.starts_with("saves ") && savings.ends_with(" Kč over the next 24 h against Self Use only"),
+        savings.starts_with("saves ")
+            && savings.ends_with(" Kč over the next 24 h against Self Use only"),
         "{savings}"
     );
     // The canvas really has ink on it, not just the attribute.
@@ -195,7 +199,8 @@ fn the_dashboard_shows_pv_and_load_and_refuses_an_unknown_unit() {
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let s = support::household::season("spring_pv");
     for (entity, d) in fluxion::forecast::SOLCAST_ENTITIES.iter().zip([0, 1]) {
-        let attrs = support::household::solcast_attributes(today + chrono::Duration::days(d), tz, s);
+        let attrs =
+            support::household::solcast_attributes(today + chrono::Duration::days(d), tz, s);
         ha.set(entity, "30", Some(attrs), chrono::Utc::now());
     }
     ha.record_history(

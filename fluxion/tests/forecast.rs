@@ -51,7 +51,12 @@ fn spring_ha() -> FakeHa {
     );
     let s = season("spring_pv");
     for (entity, d) in SOLCAST_ENTITIES.iter().zip([10, 11]) {
-        ha.set(entity, "30.0", Some(solcast_attributes(day(d), TZ, s)), t0());
+        ha.set(
+            entity,
+            "30.0",
+            Some(solcast_attributes(day(d), TZ, s)),
+            t0(),
+        );
     }
     ha.record_history(LOAD, &load_history(day(10), 7, TZ, s));
     fresh(&ha, "40", t0());
@@ -61,7 +66,10 @@ fn spring_ha() -> FakeHa {
 fn controller(
     ha: &FakeHa,
     extra: &[(&str, &str)],
-) -> (fluxion::control::Controller, std::sync::Arc<fluxion::control::Shared>) {
+) -> (
+    fluxion::control::Controller,
+    std::sync::Arc<fluxion::control::Shared>,
+) {
     support::controller_for(ha, true, extra, StdDuration::from_secs(3))
 }
 
@@ -83,15 +91,29 @@ async fn solcast_is_found_history_averaged_and_mwh_converted() {
     // 08:00 on the 10th to the end of the 11th.
     assert_eq!(plan.slots.len(), 16 * 4 + 96);
     // 128 EUR/MWh (08:00) is 0.128 EUR/kWh.
-    assert!((plan.slots[0].spot - 0.128).abs() < 1e-12, "{:?}", plan.slots[0]);
+    assert!(
+        (plan.slots[0].spot - 0.128).abs() < 1e-12,
+        "{:?}",
+        plan.slots[0]
+    );
     assert_eq!(plan.currency.as_ref().unwrap().symbol, "€");
-    assert!(plan.pv_source.contains(SOLCAST_ENTITIES[0]), "{}", plan.pv_source);
+    assert!(
+        plan.pv_source.contains(SOLCAST_ENTITIES[0]),
+        "{}",
+        plan.pv_source
+    );
     // Noon: PV from the Solcast half hour, a surplus over the house.
     let noon = slot_at(&plan, "13:00");
     let solcast = solcast_attributes(day(10), TZ, season("spring_pv"));
-    let half_hour = solcast["detailedForecast"][26]["pv_estimate"].as_f64().unwrap();
+    let half_hour = solcast["detailedForecast"][26]["pv_estimate"]
+        .as_f64()
+        .unwrap();
     assert!((plan.slots[noon].pv_kwh - half_hour * 0.25).abs() < 1e-9);
-    assert!(plan.slots[noon].net_load_kwh < -0.5, "{:?}", plan.slots[noon]);
+    assert!(
+        plan.slots[noon].net_load_kwh < -0.5,
+        "{:?}",
+        plan.slots[noon]
+    );
     // The load of 13:00-13:15 is the mean of that quarter hour over the seven days: here
     // every minute is one row, so the plain mean of the rows is the time-weighted one.
     let rows = load_history(day(10), 7, TZ, season("spring_pv"));
@@ -120,7 +142,11 @@ async fn solcast_is_found_history_averaged_and_mwh_converted() {
             assert!(r.contains(key), "{r}");
         }
     }
-    assert!(requests[0].starts_with("2025-04-08T22:00:00+00:00?"), "{}", requests[0]);
+    assert!(
+        requests[0].starts_with("2025-04-08T22:00:00+00:00?"),
+        "{}",
+        requests[0]
+    );
     // The next ticks use the cached days; the next day reads only the new one.
     for at in [t0() + Duration::seconds(60), t0() + Duration::hours(2)] {
         fresh(&ha, "41", at);
@@ -132,7 +158,11 @@ async fn solcast_is_found_history_averaged_and_mwh_converted() {
     c.tick(tomorrow).await;
     let requests = ha.history_requests();
     assert_eq!(requests.len(), 8);
-    assert!(requests[7].starts_with("2025-04-09T22:00:00+00:00?"), "{}", requests[7]);
+    assert!(
+        requests[7].starts_with("2025-04-09T22:00:00+00:00?"),
+        "{}",
+        requests[7]
+    );
 }
 
 #[tokio::test]
@@ -184,18 +214,28 @@ async fn a_huge_history_is_not_read() {
     let ha = spring_ha();
     // About 18 MB of rows in one day's answer: more than the 16 MiB FluxION reads.
     ha.huge_history(300_000);
-    let (mut c, shared) =
-        support::controller_for(&ha, true, &[], StdDuration::from_secs(10));
+    let (mut c, shared) = support::controller_for(&ha, true, &[], StdDuration::from_secs(10));
     assert!(!matches!(c.tick(t0()).await, Outcome::Blocked(_)));
     let note = shared.status.borrow().notes.join("\n");
-    assert!(note.contains("answered more than 16 MiB; not read"), "{note}");
-    assert!(note.contains("planning with plan.expected_net_load_kw"), "{note}");
+    assert!(
+        note.contains("answered more than 16 MiB; not read"),
+        "{note}"
+    );
+    assert!(
+        note.contains("planning with plan.expected_net_load_kw"),
+        "{note}"
+    );
 }
 
 #[tokio::test]
 async fn no_history_and_no_solcast_plan_with_notes() {
     let ha = FakeHa::start();
-    ha.set(PRICE, "2.0", Some(support::prices_from_now(t0(), &[(96, 2.0)])), t0());
+    ha.set(
+        PRICE,
+        "2.0",
+        Some(support::prices_from_now(t0(), &[(96, 2.0)])),
+        t0(),
+    );
     fresh(&ha, "40", t0());
     let (mut c, shared) = controller(&ha, &[]);
     assert!(!matches!(c.tick(t0()).await, Outcome::Blocked(_)));
@@ -208,7 +248,9 @@ async fn no_history_and_no_solcast_plan_with_notes() {
     );
     // The fake's recorder has the few changes this test made: not 12 hours.
     assert!(
-        notes.contains("sensor.solax_house_load has less than 12 hours of history in the last 7 days"),
+        notes.contains(
+            "sensor.solax_house_load has less than 12 hours of history in the last 7 days"
+        ),
         "{notes}"
     );
 }
@@ -226,8 +268,10 @@ async fn a_template_pv_list_in_watts_is_read() {
         Some(json!({"unit_of_measurement": "W", "forecast": list})),
         t0(),
     );
-    let (mut c, shared) =
-        controller(&ha, &[("FLUXION_FORECAST_PV_ENTITIES", r#"["sensor.pv_template"]"#)]);
+    let (mut c, shared) = controller(
+        &ha,
+        &[("FLUXION_FORECAST_PV_ENTITIES", r#"["sensor.pv_template"]"#)],
+    );
     c.tick(t0()).await;
     let plan = shared.status.borrow().plan.clone().unwrap();
     // 3 kW from 11:00: 0.75 kWh a quarter hour.
@@ -251,7 +295,11 @@ async fn entso_e_prices_are_read() {
 #[tokio::test]
 async fn an_unknown_unit_or_another_currency_is_refused_with_a_message() {
     for (unit, currency, says) in [
-        ("EUR/kW", "EUR", "is in \"EUR/kW\": \"kw\" is not an energy unit FluxION reads"),
+        (
+            "EUR/kW",
+            "EUR",
+            "is in \"EUR/kW\": \"kw\" is not an energy unit FluxION reads",
+        ),
         (
             "EUR/kWh",
             "CZK",
@@ -267,9 +315,15 @@ async fn an_unknown_unit_or_another_currency_is_refused_with_a_message() {
         let Outcome::Blocked(reason) = c.tick(t0()).await else {
             panic!("{unit} in {currency} must not be planned")
         };
-        assert!(reason.starts_with("no price for the current slot: spot price entity"), "{reason}");
+        assert!(
+            reason.starts_with("no price for the current slot: spot price entity"),
+            "{reason}"
+        );
         assert!(reason.contains(says), "{reason}");
-        assert_eq!(shared.status.borrow().blocked.as_deref(), Some(reason.as_str()));
+        assert_eq!(
+            shared.status.borrow().blocked.as_deref(),
+            Some(reason.as_str())
+        );
         assert!(shared.status.borrow().plan.is_none());
     }
 }
@@ -291,7 +345,10 @@ async fn vat_and_the_fee_schedule_are_applied() {
     let plan = shared.status.borrow().plan.clone().unwrap();
     // Thursday 08:00: in the window.
     let s = &plan.slots[0];
-    assert!((s.buy - (0.128 + 0.02 + 0.05) * 1.21).abs() < 1e-12, "{s:?}");
+    assert!(
+        (s.buy - (0.128 + 0.02 + 0.05) * 1.21).abs() < 1e-12,
+        "{s:?}"
+    );
     assert!((s.sell - (0.128 - 0.01)).abs() < 1e-12, "{s:?}");
     // 23:00: outside it.
     let s = &plan.slots[slot_at(&plan, "23:00")];
@@ -310,7 +367,10 @@ async fn the_value_against_self_use_is_shown_and_exported() {
     assert!(value.savings > 0.0, "{value:?}");
     assert_eq!(
         value.text,
-        format!("saves {:.2} € over the next 40 h against Self Use only", value.savings)
+        format!(
+            "saves {:.2} € over the next 40 h against Self Use only",
+            value.savings
+        )
     );
     // The plan's own slots add up to its value.
     let summed = plan.slots.iter().map(|s| s.cash).sum::<f64>() + plan.terminal_value;
@@ -321,11 +381,10 @@ async fn the_value_against_self_use_is_shown_and_exported() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let body = tokio::task::spawn_blocking(move || {
-        support::process::http_get(addr, "/export").unwrap()
-    })
-    .await
-    .unwrap();
+    let body =
+        tokio::task::spawn_blocking(move || support::process::http_get(addr, "/export").unwrap())
+            .await
+            .unwrap();
     let json: Value = serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["status"]["value"]["text"], json!(value.text));
     assert_eq!(json["plan"]["self_use_value"], json!(plan.self_use_value));
@@ -385,7 +444,11 @@ fn a_long_plan_is_cut_to_fit_the_recorder() {
     let slots: Vec<PlanSlotView> = (0..384)
         .map(|i| PlanSlotView {
             start: t0() + Duration::minutes(15 * i),
-            mode: if i % 2 == 0 { Mode::ForceCharge } else { Mode::Hold },
+            mode: if i % 2 == 0 {
+                Mode::ForceCharge
+            } else {
+                Mode::Hold
+            },
             spot: 0.1,
             buy: 0.1,
             sell: 0.1,
@@ -442,4 +505,3 @@ fn a_long_plan_is_cut_to_fit_the_recorder() {
         json!(format!("first {runs} of 384 runs"))
     );
 }
-

@@ -155,7 +155,11 @@ fn the_terminal_value_does_not_hoard_at_the_end_of_the_horizon() {
         tail(&new),
         new.slots[n - 1].soc_end
     );
-    assert_eq!(tail(&old), 4, "the old rule changed: the plan module comment is stale");
+    assert_eq!(
+        tail(&old),
+        4,
+        "the old rule changed: the plan module comment is stale"
+    );
     assert_eq!(old.slots[n - 1].soc_end, 54.0);
     assert_eq!(tail(&new), 0);
     assert_eq!(new.slots[n - 1].soc_end, 10.0);

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 /// Mean house load in kW by hour of a winter weekday (13.0 kWh a day).
 const WINTER_LOAD_KW: [f64; 24] = [
-    0.35, 0.30, 0.27, 0.26, 0.26, 0.30, 0.45, 0.60, 0.55, 0.50, 0.50, 0.55, 0.65, 0.60, 0.50,
-    0.48, 0.55, 0.75, 0.95, 1.00, 0.90, 0.75, 0.60, 0.45,
+    0.35, 0.30, 0.27, 0.26, 0.26, 0.30, 0.45, 0.60, 0.55, 0.50, 0.50, 0.55, 0.65, 0.60, 0.50, 0.48,
+    0.55, 0.75, 0.95, 1.00, 0.90, 0.75, 0.60, 0.45,
 ];
 
 /// The seasons of the fixture days: load scale, PV (sunrise, sunset in local hours, peak
@@ -106,14 +106,22 @@ pub fn day_load_w(start: DateTime<Utc>, tz: Tz, s: Season, seed: u64) -> Vec<(Da
                 .filter(|(a, b, _)| (*a..*b).contains(&h))
                 .map(|s| s.2)
                 .sum();
-            (t, (mean_load_kw(t, tz, s) * day_factor * wobble + spike) * 1000.0)
+            (
+                t,
+                (mean_load_kw(t, tz, s) * day_factor * wobble + spike) * 1000.0,
+            )
         })
         .collect()
 }
 
 /// Recorder rows (time, state) of `days` local days before `today` for a sensor in W,
 /// rounded to whole watts as the Solax integration reports them.
-pub fn load_history(today: NaiveDate, days: u32, tz: Tz, s: Season) -> Vec<(DateTime<Utc>, String)> {
+pub fn load_history(
+    today: NaiveDate,
+    days: u32,
+    tz: Tz,
+    s: Season,
+) -> Vec<(DateTime<Utc>, String)> {
     let mut rows = Vec::new();
     for d in (1..=i64::from(days)).rev() {
         let date = today - Duration::days(d);
@@ -158,7 +166,10 @@ pub fn solcast_attributes(date: NaiveDate, tz: Tz, s: Season) -> Value {
             })
         })
         .collect();
-    let total: f64 = list.iter().map(|v| v["pv_estimate"].as_f64().unwrap() * 0.5).sum();
+    let total: f64 = list
+        .iter()
+        .map(|v| v["pv_estimate"].as_f64().unwrap() * 0.5)
+        .sum();
     json!({
         "unit_of_measurement": "kWh",
         "device_class": "energy",
@@ -183,7 +194,12 @@ pub fn actual_day(start: DateTime<Utc>, slots: usize, tz: Tz, s: Season) -> (Vec
             days = day_load_w(t, tz, s, 5 + (i / 96) as u64);
         }
         let m0 = (i % 96) * 15;
-        load.push(days[m0..m0 + 15].iter().map(|(_, w)| w / 1000.0 / 60.0).sum());
+        load.push(
+            days[m0..m0 + 15]
+                .iter()
+                .map(|(_, w)| w / 1000.0 / 60.0)
+                .sum(),
+        );
         // Mean-reverting around 0.95: the forecast is about right on average, off by up to
         // a third in a passing cloud.
         cloud = (0.95 + 0.8 * (cloud - 0.95) + (clouds.next() - 0.5) * 0.3).clamp(0.4, 1.1);
