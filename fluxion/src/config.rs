@@ -951,6 +951,52 @@ mod tests {
     }
 
     #[test]
+    fn forecast_tariff_and_switch_settings_are_checked() {
+        let e = load_options(
+            r#"{"pricing": {"vat_percent": 121, "grid_fee_schedule": [
+                    {"from": "22:00", "to": "06:00", "buy_fee": 0.3, "days": "mon-fri"},
+                    {"from": "25:00", "to": "06:00", "buy_fee": 0.3}]},
+                "plan": {"mode_switch_cost": -1},
+                "forecast": {"pv_entities": ["none", "sensor.x"], "load_history_days": 0,
+                             "pv_estimate": "pv_estimate50"},
+                "publish": {"entities": "yes"}}"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for says in [
+            "pricing.vat_percent (121) must be between 0 and 100",
+            "pricing.grid_fee_schedule[1]: from \"25:00\" is not a time of day",
+            "plan.mode_switch_cost (-1) must be zero or positive",
+            "forecast.pv_entities: \"none\" turns the PV forecast off and must be the only entry",
+            "forecast.load_history_days (0) must be between 1 and 30",
+            "forecast.pv_estimate: unknown variant `pv_estimate50`",
+            "publish.entities: invalid type",
+        ] {
+            assert!(text.contains(says), "{says}\n{text}");
+        }
+        assert_eq!(e.problems.len(), 7, "{text}");
+        let c = load_options(
+            r#"{"pricing": {"vat_percent": 21, "grid_fee_schedule": [
+                    {"from": "22:00", "to": "06:00", "buy_fee": 0.3, "days": "mon-fri"}]},
+                "plan": {"mode_switch_cost": 0.5, "terminal_value_per_kwh": 1.2},
+                "forecast": {"pv_entities": ["sensor.pv"], "pv_estimate": "pv_estimate10"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.pricing.grid_fee_schedule[0].days.as_deref(),
+            Some("mon-fri")
+        );
+        assert_eq!(c.plan.mode_switch_cost, Some(0.5));
+        assert_eq!(c.plan.terminal_value_per_kwh, Some(1.2));
+        assert_eq!(c.forecast.pv_estimate, PvEstimate::PvEstimate10);
+        assert!(c.publish.entities);
+        assert_eq!(
+            Config::default().pricing.spot_price_entity,
+            "sensor.current_spot_electricity_price_15min"
+        );
+    }
+
+    #[test]
     fn unknown_env_setting_is_rejected() {
         let e =
             Config::load(&Sources::default(), env(&[("FLUXION_BATTERY_SIZE", "3")])).unwrap_err();

@@ -110,14 +110,18 @@
       ctx.fillRect(left + i * bw, Math.min(y(s.buy), y(0)), Math.max(bw - 0.5, 0.5), Math.abs(y(s.buy) - y(0)));
       ctx.globalAlpha = 1;
     });
-    ctx.strokeStyle = '#2a5db0';
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    slots.forEach(function (s, i) {
-      ctx.lineTo(left + i * bw, y(s.buy));
-      ctx.lineTo(left + (i + 1) * bw, y(s.buy));
-    });
-    ctx.stroke();
+    // A step line over the slots: one flat segment per slot.
+    var steps = function (colour, width, at) {
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = width;
+      ctx.beginPath();
+      slots.forEach(function (s, i) {
+        ctx.lineTo(left + i * bw, at(s));
+        ctx.lineTo(left + (i + 1) * bw, at(s));
+      });
+      ctx.stroke();
+    };
+    steps('#2a5db0', 1.5, function (s) { return y(s.buy); });
     // PV (area) and house load (line) on their own kWh scale, in the lower half.
     var emax = Math.max(0.05, Math.max.apply(null, slots.map(function (s) { return Math.max(s.pv_kwh, s.load_kwh); })));
     var ey = function (e) { return top + ph - e / emax * ph * 0.5; };
@@ -125,14 +129,8 @@
     slots.forEach(function (s, i) {
       if (s.pv_kwh > 0) { ctx.fillRect(left + i * bw, ey(s.pv_kwh), Math.max(bw - 0.5, 0.5), ey(0) - ey(s.pv_kwh)); }
     });
-    ctx.strokeStyle = '#5b4636';
-    ctx.lineWidth = 1.2;
-    ctx.beginPath();
-    slots.forEach(function (s, i) {
-      ctx.lineTo(left + i * bw, ey(s.load_kwh));
-      ctx.lineTo(left + (i + 1) * bw, ey(s.load_kwh));
-    });
-    ctx.stroke();
+    steps('#5b4636', 1.2, function (s) { return ey(s.load_kwh); });
+    ctx.lineWidth = 1.5;
     ctx.strokeStyle = '#8e44ad';
     ctx.beginPath();
     ctx.moveTo(left, top + ph - slots[0].soc_start / 100 * ph);

@@ -33,14 +33,25 @@ fn chromium() -> Option<PathBuf> {
     found
 }
 
+/// fluxion-main against `ha` with `env` added, behind the stand-in ingress proxy.
+fn dashboard(
+    ha: &support::fake_ha::FakeHa,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, Service, Ingress) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", ha.addr);
+    let mut all = vec![("HA_URL", url.as_str()), ("HA_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
+    let service = Service::start(dir.path(), &all);
+    let ingress = Ingress::start(service.addr);
+    (dir, service, ingress)
+}
+
 #[test]
 fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     let Some(chromium) = chromium() else { return };
     let ha = support::charging_ha("40");
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://{}", ha.addr);
-    let service = Service::start(dir.path(), &[("HA_URL", &url), ("HA_TOKEN", TOKEN)]);
-    let ingress = Ingress::start(service.addr);
+    let (_dir, _service, ingress) = dashboard(&ha, &[]);
     // Wait until the first plan exists, through the proxy.
     let deadline = Instant::now() + Duration::from_secs(30);
     let plan_path = format!("{}/api/plan", support::ingress::PREFIX);
@@ -116,17 +127,7 @@ fn a_failed_write_shows_a_banner_with_the_time() {
         "select.solax_manual_mode_select",
         &["Stop Charge and Discharge", "Force Discharge"],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://{}", ha.addr);
-    let service = Service::start(
-        dir.path(),
-        &[
-            ("HA_URL", &url),
-            ("HA_TOKEN", TOKEN),
-            ("FLUXION_CONTROL_DEBUG_MODE", "false"),
-        ],
-    );
-    let ingress = Ingress::start(service.addr);
+    let (_dir, _service, ingress) = dashboard(&ha, &[("FLUXION_CONTROL_DEBUG_MODE", "false")]);
     let status_path = format!("{}/api/status", support::ingress::PREFIX);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -207,17 +208,7 @@ fn the_dashboard_shows_pv_and_load_and_refuses_an_unknown_unit() {
         "sensor.solax_house_load",
         &support::household::load_history(today, 7, tz, s),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://{}", ha.addr);
-    let service = Service::start(
-        dir.path(),
-        &[
-            ("HA_URL", &url),
-            ("HA_TOKEN", TOKEN),
-            ("FLUXION_CONTROL_UPDATE_INTERVAL_S", "5"),
-        ],
-    );
-    let ingress = Ingress::start(service.addr);
+    let (_dir, _service, ingress) = dashboard(&ha, &[("FLUXION_CONTROL_UPDATE_INTERVAL_S", "5")]);
     let mut browser = Browser::launch(&chromium);
     let page = browser.open(&ingress.url());
     let pv = browser.wait_for(
