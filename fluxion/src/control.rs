@@ -45,9 +45,9 @@ const HISTORY_RETRY_S: i64 = 3600;
 /// Unset `plan.mode_switch_cost`: the value of this much energy at the horizon's mean absolute
 /// buy price, so the default scales with the currency.
 const DEFAULT_SWITCH_COST_KWH: f64 = 0.1;
-/// Home Assistant's recorder stores no state whose attributes exceed 16384 bytes: the plan
-/// published as attributes stays below this.
-const PUBLISHED_ATTRIBUTES_MAX: usize = 12 * 1024;
+/// Home Assistant's recorder stores no state whose attributes exceed 16384 bytes, and keeps a
+/// row for every change: the plan published as attributes stays well below that.
+const PUBLISHED_ATTRIBUTES_MAX: usize = 8 * 1024;
 
 /// The entity ids derived from `inverter.entity_prefix`.
 #[derive(Debug, Clone, Serialize)]
@@ -1633,7 +1633,6 @@ pub fn published_states(status: &Status) -> Vec<(&'static str, String, serde_jso
             "debug_mode": status.debug_mode,
             "blocked": status.blocked,
             "failure": status.failure.as_ref().map(|f| &f.message),
-            "soc": status.soc,
         }),
     );
     let next = status.next_changes.first();
@@ -1666,14 +1665,13 @@ pub fn published_states(status: &Status) -> Vec<(&'static str, String, serde_jso
         attrs["plan_value"] = json!(round2(value.plan));
         attrs["self_use_value"] = json!(round2(value.self_use));
         attrs["hours"] = json!(value.hours);
-        attrs["generated_at"] = json!(plan.generated_at);
         let mut runs: Vec<serde_json::Value> = Vec::new();
         for w in plan.slots.chunk_by(|a, b| a.mode == b.mode) {
             runs.push(json!({
                 "start": w[0].start,
                 "mode": w[0].mode.label(),
                 "slots": w.len(),
-                "soc_end": round2(w[w.len() - 1].soc_end),
+                "soc_end": (w[w.len() - 1].soc_end * 10.0).round() / 10.0,
             }));
         }
         let total = runs.len();

@@ -497,7 +497,7 @@ fn a_long_plan_is_cut_to_fit_the_recorder() {
     let (_, state, attrs) = &states[2];
     assert_eq!(state, "1.00");
     let text = serde_json::to_string(attrs).unwrap();
-    assert!(text.len() <= 12 * 1024, "{}", text.len());
+    assert!(text.len() <= 8 * 1024, "{}", text.len());
     let runs = attrs["plan"].as_array().unwrap().len();
     assert!(runs > 20 && runs < 384, "{runs}");
     assert_eq!(
