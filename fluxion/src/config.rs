@@ -17,6 +17,8 @@ pub struct Config {
     pub battery: BatteryConfig,
     pub control: ControlConfig,
     pub plan: PlanConfig,
+    pub forecast: ForecastConfig,
+    pub publish: PublishConfig,
     pub web: WebConfig,
     pub ha: HaConfig,
 }
@@ -42,6 +44,24 @@ pub struct PricingConfig {
     pub grid_fee_buy: f64,
     /// Subtracted from every sell price (what the buyer keeps), per kWh.
     pub grid_fee_sell: f64,
+    /// VAT on buying, in percent: buy = (spot + fees) x (1 + VAT / 100).
+    pub vat_percent: f64,
+    /// Time-of-use distribution fees added to `grid_fee_buy` where their window applies (e.g.
+    /// the Czech low/high tariff), before VAT; windows that overlap add up.
+    pub grid_fee_schedule: Vec<FeeWindow>,
+}
+
+/// One `pricing.grid_fee_schedule` entry: `buy_fee` per kWh from `from` to `to` (local
+/// "HH:MM" on quarter hours, `to` may be "24:00", `to` before `from` runs over midnight), on
+/// `days` ("mon-fri", "sat,sun"; unset: every day). Parsed and checked by `tariff`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeWindow {
+    pub from: String,
+    pub to: String,
+    pub buy_fee: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +89,22 @@ pub struct ControlConfig {
     pub debug_mode: bool,
     pub min_mode_change_interval_s: u64,
     pub update_interval_s: u64,
+    /// What the inverter is left in when FluxION stops (SIGTERM/SIGINT).
+    pub stop_mode: StopMode,
+    /// How old the newest report from the Solax integration may be before the data counts as
+    /// stale, in seconds (see `control::judge_soc`).
+    pub max_data_age_s: u64,
+}
+
+/// `control.stop_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMode {
+    /// Hand the inverter back to `Self Use Mode` when it is in a mode FluxION set.
+    #[default]
+    SelfUse,
+    /// Leave the inverter as it is (it keeps following the last command until restarted).
+    Keep,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,8 +115,55 @@ pub struct PlanConfig {
     /// Value of a kWh left in the battery at the end of the horizon; unset means the mean buy
     /// price of the horizon times the round-trip efficiency.
     pub terminal_value_per_kwh: Option<f64>,
-    /// Expected house load minus PV, in kW, assumed for every future slot (no forecast yet).
+    /// House load in kW assumed for every slot when there is no load history (the PV forecast,
+    /// when there is one, is still subtracted).
     pub expected_net_load_kw: f64,
+    /// Objective cost of one mode switch, in the price currency; unset means the value of
+    /// 0.1 kWh at the horizon's mean absolute buy price (so it scales with the currency).
+    pub mode_switch_cost: Option<f64>,
+}
+
+/// Which Solcast band the PV forecast uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PvEstimate {
+    /// The median.
+    #[default]
+    PvEstimate,
+    /// The 10th percentile (a cloudier day).
+    PvEstimate10,
+    /// The 90th percentile (a sunnier day).
+    PvEstimate90,
+}
+
+impl PvEstimate {
+    /// The Solcast attribute key.
+    pub fn key(self) -> &'static str {
+        match self {
+            PvEstimate::PvEstimate => "pv_estimate",
+            PvEstimate::PvEstimate10 => "pv_estimate10",
+            PvEstimate::PvEstimate90 => "pv_estimate90",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForecastConfig {
+    /// PV forecast entities. Empty: the Solcast integration's today/tomorrow sensors when they
+    /// exist; `["none"]`: no PV forecast.
+    pub pv_entities: Vec<String>,
+    /// Solcast band: `pv_estimate`, `pv_estimate10` or `pv_estimate90`.
+    pub pv_estimate: PvEstimate,
+    /// Days of house load history (recorder) averaged per 15 minutes of the day.
+    pub load_history_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Write `sensor.fluxion_*` entities to Home Assistant every tick.
+    pub entities: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,11 +199,13 @@ impl Default for InverterConfig {
 impl Default for PricingConfig {
     fn default() -> Self {
         Self {
-            spot_price_entity: "sensor.current_spot_electricity_price".into(),
+            spot_price_entity: "sensor.current_spot_electricity_price_15min".into(),
             fixed_buy_prices: Vec::new(),
             fixed_sell_prices: Vec::new(),
             grid_fee_buy: 0.0,
             grid_fee_sell: 0.0,
+            vat_percent: 0.0,
+            grid_fee_schedule: Vec::new(),
         }
     }
 }
@@ -146,6 +231,8 @@ impl Default for ControlConfig {
             debug_mode: true,
             min_mode_change_interval_s: 300,
             update_interval_s: 60,
+            stop_mode: StopMode::SelfUse,
+            max_data_age_s: 900,
         }
     }
 }
@@ -156,7 +243,24 @@ impl Default for PlanConfig {
             soc_step_percent: 0.5,
             terminal_value_per_kwh: None,
             expected_net_load_kw: 0.0,
+            mode_switch_cost: None,
         }
+    }
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self {
+            pv_entities: Vec::new(),
+            pv_estimate: PvEstimate::PvEstimate,
+            load_history_days: 7,
+        }
+    }
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self { entities: true }
     }
 }
 
@@ -176,14 +280,6 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-impl ConfigError {
-    fn one(problem: String) -> Self {
-        Self {
-            problems: vec![problem],
-        }
-    }
-}
-
 /// The files the configuration may come from; either may be absent.
 #[derive(Debug, Clone, Default)]
 pub struct Sources<'a> {
@@ -195,57 +291,28 @@ pub struct Sources<'a> {
 
 impl Config {
     /// Loads and validates the configuration from all sources, the environment taken from
-    /// `env` (so tests need not touch the process environment).
+    /// `env` (so tests need not touch the process environment). Every problem is collected
+    /// before failing: a file that cannot be read or parsed, a bad environment variable, a
+    /// value of the wrong type and a value out of range are all reported together.
     pub fn load<I>(sources: &Sources<'_>, env: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = (String, String)>,
     {
+        let mut problems = Vec::new();
         let mut merged = serde_json::to_value(Config::default()).expect("defaults serialise");
         if let Some(path) = sources.toml {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::one(format!("cannot read config file {}: {e}", path.display()))
-            })?;
-            let table: toml::Table = toml::from_str(&text).map_err(|e| {
-                ConfigError::one(format!(
-                    "config file {} is not valid TOML: {e}",
-                    path.display()
-                ))
-            })?;
-            let value = serde_json::to_value(table).map_err(|e| {
-                ConfigError::one(format!(
-                    "config file {} cannot be used: {e}",
-                    path.display()
-                ))
-            })?;
-            merge(&mut merged, value);
-        }
-        if let Some(path) = sources.options_json {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let value: Value = serde_json::from_str(&text).map_err(|e| {
-                        ConfigError::one(format!(
-                            "{} is not valid JSON ({e}): fix or delete it",
-                            path.display()
-                        ))
-                    })?;
-                    if !value.is_object() {
-                        return Err(ConfigError::one(format!(
-                            "{} must hold a JSON object of options",
-                            path.display()
-                        )));
-                    }
-                    merge(&mut merged, value);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(ConfigError::one(format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    )))
-                }
+            match read_toml(path) {
+                Ok(value) => merge(&mut merged, value),
+                Err(problem) => problems.push(problem),
             }
         }
-        let mut problems = Vec::new();
+        if let Some(path) = sources.options_json {
+            match read_options_json(path) {
+                Ok(Some(value)) => merge(&mut merged, value),
+                Ok(None) => {}
+                Err(problem) => problems.push(problem),
+            }
+        }
         let mut supervisor_token = None;
         for (key, raw) in env {
             match key.as_str() {
@@ -261,11 +328,13 @@ impl Config {
                 }
             }
         }
-        let mut config: Config = match serde_json::from_value(merged.clone()) {
+        // Keys of the wrong type are reported and dropped, so the rest is still checked.
+        let typed = drop_mistyped(merged);
+        problems.extend(typed.problems);
+        let mut config: Config = match serde_json::from_value(typed.clean) {
             Ok(config) => config,
-            Err(_) => {
-                // Deserialise section by section so each wrong type names its field.
-                problems.extend(type_problems(&merged));
+            Err(e) => {
+                problems.push(format!("configuration cannot be used: {e}"));
                 return Err(ConfigError { problems });
             }
         };
@@ -275,7 +344,14 @@ impl Config {
                 config.ha.token = Some(token);
             }
         }
-        problems.extend(config.problems());
+        // A dropped key was checked at its default: a rule naming it would quote a value
+        // nobody wrote, so only the type problem is reported for it.
+        problems.extend(
+            config
+                .problems()
+                .into_iter()
+                .filter(|p| !typed.dropped.iter().any(|key| names_key(p, key))),
+        );
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -343,10 +419,41 @@ impl Config {
                     .into(),
             );
         }
+        if !(0.0..=100.0).contains(&self.pricing.vat_percent) {
+            p.push(format!(
+                "pricing.vat_percent ({}) must be between 0 and 100",
+                self.pricing.vat_percent
+            ));
+        }
+        if let Err(schedule) = crate::tariff::Tariff::from_config(&self.pricing) {
+            p.extend(schedule);
+        }
+        let f = &self.forecast;
+        if !(1..=30).contains(&f.load_history_days) {
+            p.push(format!(
+                "forecast.load_history_days ({}) must be between 1 and 30",
+                f.load_history_days
+            ));
+        }
+        let none = f.pv_entities.iter().any(|e| e == "none");
+        if none && f.pv_entities.len() > 1 {
+            p.push("forecast.pv_entities: \"none\" turns the PV forecast off and must be the only entry".into());
+        }
+        for e in f.pv_entities.iter().filter(|e| *e != "none") {
+            if !e.contains('.') {
+                p.push(format!(
+                    "forecast.pv_entities: {e:?} must be an entity id such as sensor.solcast_pv_forecast_forecast_today, or \"none\""
+                ));
+            }
+        }
         for (name, v) in [
             ("pricing.grid_fee_buy", self.pricing.grid_fee_buy),
             ("pricing.grid_fee_sell", self.pricing.grid_fee_sell),
             ("battery.wear_cost_per_kwh", b.wear_cost_per_kwh),
+            (
+                "plan.mode_switch_cost",
+                self.plan.mode_switch_cost.unwrap_or(0.0),
+            ),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 p.push(format!("{name} ({v}) must be zero or positive"));
@@ -393,6 +500,12 @@ impl Config {
             p.push(format!(
                 "control.update_interval_s ({}) must be between 5 and 3600 seconds",
                 c.update_interval_s
+            ));
+        }
+        if !(30..=86_400).contains(&c.max_data_age_s) {
+            p.push(format!(
+                "control.max_data_age_s ({}) must be between 30 and 86400 seconds",
+                c.max_data_age_s
             ));
         }
         if c.min_mode_change_interval_s > 86_400 {
@@ -491,7 +604,7 @@ fn apply_env(merged: &mut Value, var: &str, rest: &str, raw: String) -> Result<(
     }
     let value = match default {
         Value::String(_) => Value::String(raw),
-        // `terminal_value_per_kwh` defaults to null; read it as a number.
+        // `terminal_value_per_kwh` and `mode_switch_cost` default to null; read them as numbers.
         _ => serde_json::from_str(raw.trim()).map_err(|_| {
             format!(
                 "{var} ({raw:?}) for {section}.{key} must be a number, true/false or a JSON list"
@@ -502,46 +615,118 @@ fn apply_env(merged: &mut Value, var: &str, rest: &str, raw: String) -> Result<(
     Ok(())
 }
 
-/// Names every field whose value has the wrong type or is unknown.
-fn type_problems(merged: &Value) -> Vec<String> {
-    fn check<T: serde::de::DeserializeOwned>(section: &str, v: &Value, out: &mut Vec<String>) {
-        if let Err(e) = serde_json::from_value::<T>(v.clone()) {
-            // Report each key separately so several mistakes in one section all show up.
-            let mut found = false;
-            if let Value::Object(map) = v {
-                for (k, fv) in map {
-                    let mut one = Map::new();
-                    one.insert(k.clone(), fv.clone());
-                    if let Err(e) = serde_json::from_value::<T>(Value::Object(one)) {
-                        found = true;
-                        out.push(format!("{section}.{k}: {e}"));
-                    }
+fn read_toml(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    serde_json::to_value(table)
+        .map_err(|e| format!("config file {} cannot be used: {e}", path.display()))
+}
+
+/// `None` when the file does not exist (running outside the add-on).
+fn read_options_json(path: &Path) -> Result<Option<Value>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not valid JSON ({e}): fix or delete it",
+            path.display()
+        )
+    })?;
+    if !value.is_object() {
+        return Err(format!(
+            "{} must hold a JSON object of options",
+            path.display()
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// True when `problem` is about `key` (`battery.min_soc`, not `battery.min_soc_x`).
+fn names_key(problem: &str, key: &str) -> bool {
+    problem.match_indices(key).any(|(i, _)| {
+        problem[i + key.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    })
+}
+
+/// The merged settings without the keys that have the wrong type or are unknown.
+struct Typed {
+    clean: Value,
+    /// Dotted names of the dropped keys (or whole sections).
+    dropped: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Checks every key on its own against its section's type, so several mistakes all show up
+/// and one wrong type does not hide the range checks of the others.
+fn drop_mistyped(merged: Value) -> Typed {
+    fn fits<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
+        serde_json::from_value::<T>(v.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    let mut typed = Typed {
+        clean: Value::Object(Map::new()),
+        dropped: Vec::new(),
+        problems: Vec::new(),
+    };
+    let Value::Object(sections) = merged else {
+        typed
+            .problems
+            .push("configuration must be a table of sections".into());
+        return typed;
+    };
+    let mut clean = Map::new();
+    for (section, v) in sections {
+        let check: fn(&Value) -> Result<(), String> = match section.as_str() {
+            "inverter" => fits::<InverterConfig>,
+            "pricing" => fits::<PricingConfig>,
+            "battery" => fits::<BatteryConfig>,
+            "control" => fits::<ControlConfig>,
+            "plan" => fits::<PlanConfig>,
+            "forecast" => fits::<ForecastConfig>,
+            "publish" => fits::<PublishConfig>,
+            "web" => fits::<WebConfig>,
+            "ha" => fits::<HaConfig>,
+            other => {
+                typed.problems.push(format!(
+                    "unknown section {other:?}: expected inverter, pricing, battery, control, plan, forecast, publish or web"
+                ));
+                continue;
+            }
+        };
+        let Value::Object(fields) = v else {
+            typed
+                .problems
+                .push(format!("{section} must be a table of settings, not {v}"));
+            typed.dropped.push(section);
+            continue;
+        };
+        let mut kept = Map::new();
+        for (key, value) in fields {
+            let mut one = Map::new();
+            one.insert(key.clone(), value.clone());
+            match check(&Value::Object(one)) {
+                Ok(()) => {
+                    kept.insert(key, value);
+                }
+                Err(e) => {
+                    typed.problems.push(format!("{section}.{key}: {e}"));
+                    typed.dropped.push(format!("{section}.{key}"));
                 }
             }
-            if !found {
-                out.push(format!("{section}: {e}"));
-            }
         }
+        clean.insert(section, Value::Object(kept));
     }
-    let mut out = Vec::new();
-    let Value::Object(map) = merged else {
-        return vec!["configuration must be a table of sections".into()];
-    };
-    for (section, v) in map {
-        match section.as_str() {
-            "inverter" => check::<InverterConfig>(section, v, &mut out),
-            "pricing" => check::<PricingConfig>(section, v, &mut out),
-            "battery" => check::<BatteryConfig>(section, v, &mut out),
-            "control" => check::<ControlConfig>(section, v, &mut out),
-            "plan" => check::<PlanConfig>(section, v, &mut out),
-            "web" => check::<WebConfig>(section, v, &mut out),
-            "ha" => check::<HaConfig>(section, v, &mut out),
-            other => out.push(format!(
-                "unknown section {other:?}: expected inverter, pricing, battery, control, plan or web"
-            )),
-        }
-    }
-    out
+    typed.clean = Value::Object(clean);
+    typed
 }
 
 #[cfg(test)]
@@ -553,6 +738,19 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// Loads with `text` as options.json and no environment.
+    fn load_options(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = write(&dir, "options.json", text);
+        Config::load(
+            &Sources {
+                toml: None,
+                options_json: Some(&opts),
+            },
+            env(&[]),
+        )
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
@@ -626,18 +824,8 @@ mod tests {
 
     #[test]
     fn wrong_types_and_unknown_keys_name_their_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = write(
-            &dir,
-            "options.json",
+        let e = load_options(
             r#"{"battery": {"capacity_kwh": "big", "colour": 1}, "control": {"debug_mode": 3}}"#,
-        );
-        let e = Config::load(
-            &Sources {
-                toml: None,
-                options_json: Some(&opts),
-            },
-            env(&[]),
         )
         .unwrap_err();
         let text = e.to_string();
@@ -647,7 +835,35 @@ mod tests {
     }
 
     #[test]
-    fn malformed_options_json_is_a_clear_error() {
+    fn a_type_error_does_not_hide_range_errors_elsewhere() {
+        let e = load_options(
+            r#"{"battery": {"capacity_kwh": "ten", "min_soc": 95, "max_soc": 90},
+                "control": {"stop_mode": "off", "max_data_age_s": 5}}"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("battery.capacity_kwh: invalid type"),
+            "{text}"
+        );
+        assert!(
+            text.contains("battery.min_soc (95) must be below battery.max_soc (90)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "control.stop_mode: unknown variant `off`, expected `self_use` or `keep`"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("control.max_data_age_s (5)"), "{text}");
+        // The mistyped capacity is not also reported at its default value.
+        assert!(!text.contains("battery.capacity_kwh (10)"), "{text}");
+        assert_eq!(e.problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn malformed_json_does_not_hide_environment_errors() {
         let dir = tempfile::tempdir().unwrap();
         let opts = write(&dir, "options.json", "{not json");
         let e = Config::load(
@@ -655,9 +871,41 @@ mod tests {
                 toml: None,
                 options_json: Some(&opts),
             },
-            env(&[]),
+            env(&[
+                ("FLUXION_BATTERY_SIZE", "3"),
+                ("FLUXION_BATTERY_MIN_SOC", "120"),
+            ]),
         )
         .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("is not valid JSON"), "{text}");
+        assert!(
+            text.contains("FLUXION_BATTERY_SIZE names no setting"),
+            "{text}"
+        );
+        assert!(text.contains("battery.min_soc (120)"), "{text}");
+    }
+
+    #[test]
+    fn stop_mode_and_data_age_are_read() {
+        let c = Config::load(
+            &Sources::default(),
+            env(&[
+                ("FLUXION_CONTROL_STOP_MODE", "keep"),
+                ("FLUXION_CONTROL_MAX_DATA_AGE_S", "600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.control.stop_mode, StopMode::Keep);
+        assert_eq!(c.control.max_data_age_s, 600);
+        let c = Config::load(&Sources::default(), env(&[])).unwrap();
+        assert_eq!(c.control.stop_mode, StopMode::SelfUse);
+        assert_eq!(c.control.max_data_age_s, 900);
+    }
+
+    #[test]
+    fn malformed_options_json_is_a_clear_error() {
+        let e = load_options("{not json").unwrap_err();
         assert!(e.to_string().contains("is not valid JSON"), "{e}");
     }
 
@@ -699,6 +947,52 @@ mod tests {
         assert_eq!(
             c.ha_endpoint(),
             Some(("http://ha.local:8123/api".into(), "t".into()))
+        );
+    }
+
+    #[test]
+    fn forecast_tariff_and_switch_settings_are_checked() {
+        let e = load_options(
+            r#"{"pricing": {"vat_percent": 121, "grid_fee_schedule": [
+                    {"from": "22:00", "to": "06:00", "buy_fee": 0.3, "days": "mon-fri"},
+                    {"from": "25:00", "to": "06:00", "buy_fee": 0.3}]},
+                "plan": {"mode_switch_cost": -1},
+                "forecast": {"pv_entities": ["none", "sensor.x"], "load_history_days": 0,
+                             "pv_estimate": "pv_estimate50"},
+                "publish": {"entities": "yes"}}"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for says in [
+            "pricing.vat_percent (121) must be between 0 and 100",
+            "pricing.grid_fee_schedule[1]: from \"25:00\" is not a time of day",
+            "plan.mode_switch_cost (-1) must be zero or positive",
+            "forecast.pv_entities: \"none\" turns the PV forecast off and must be the only entry",
+            "forecast.load_history_days (0) must be between 1 and 30",
+            "forecast.pv_estimate: unknown variant `pv_estimate50`",
+            "publish.entities: invalid type",
+        ] {
+            assert!(text.contains(says), "{says}\n{text}");
+        }
+        assert_eq!(e.problems.len(), 7, "{text}");
+        let c = load_options(
+            r#"{"pricing": {"vat_percent": 21, "grid_fee_schedule": [
+                    {"from": "22:00", "to": "06:00", "buy_fee": 0.3, "days": "mon-fri"}]},
+                "plan": {"mode_switch_cost": 0.5, "terminal_value_per_kwh": 1.2},
+                "forecast": {"pv_entities": ["sensor.pv"], "pv_estimate": "pv_estimate10"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.pricing.grid_fee_schedule[0].days.as_deref(),
+            Some("mon-fri")
+        );
+        assert_eq!(c.plan.mode_switch_cost, Some(0.5));
+        assert_eq!(c.plan.terminal_value_per_kwh, Some(1.2));
+        assert_eq!(c.forecast.pv_estimate, PvEstimate::PvEstimate10);
+        assert!(c.publish.entities);
+        assert_eq!(
+            Config::default().pricing.spot_price_entity,
+            "sensor.current_spot_electricity_price_15min"
         );
     }
 

@@ -1,5 +1,7 @@
-//! Home Assistant REST client over plain HTTP/1.1 (hyper, no TLS): states, config and the
-//! `select.select_option` service, with timeouts, retries and errors that name what failed.
+//! Home Assistant REST client over plain HTTP/1.1 (hyper, no TLS): states, config, recorder
+//! history, FluxION's own states and the `select.select_option` service, with timeouts,
+//! bounded answers, retries for reads, checked answers for writes, and errors that name what
+//! failed.
 
 use std::time::Duration;
 
@@ -33,10 +35,13 @@ pub enum HaError {
     },
     #[error("cannot reach home assistant at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("home assistant at {url} did not answer within {secs} s")]
-    Timeout { url: String, secs: u64 },
+    #[error("home assistant at {url} did not answer within {} s", seconds(*ms))]
+    Timeout { url: String, ms: u64 },
     #[error("unexpected answer from {url}: {reason}")]
     Decode { url: String, reason: String },
+    /// The answer was larger than FluxION reads (`HaClient::max_body`).
+    #[error("{url} answered more than {} MiB; not read", limit / (1024 * 1024))]
+    TooLarge { url: String, limit: usize },
     #[error(
         "{url} uses https, but TLS is not built into fluxion-main: use an http:// URL or a \
          TLS-terminating proxy"
@@ -44,6 +49,23 @@ pub enum HaError {
     Tls { url: String },
     #[error("home assistant url {url} is not usable: {reason}")]
     BadUrl { url: String, reason: String },
+    /// A service call for `entity` answered with an error status (core 2024.3 answers 500 for
+    /// an option the select does not offer; Supervisor 502 while core restarts).
+    #[error("{entity} answered {status}: {body}")]
+    ServiceFailed {
+        entity: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{entity} did not answer within {} s", seconds(*ms))]
+    ServiceTimeout { entity: String, ms: u64 },
+    /// HA answers 200 with the states the call changed; an unknown entity gives `[]`.
+    #[error("{entity} was not set to {option:?}: home assistant answered 200 with {answer}")]
+    NotApplied {
+        entity: String,
+        option: String,
+        answer: String,
+    },
 }
 
 impl HaError {
@@ -64,20 +86,40 @@ pub struct EntityState {
     pub state: String,
     #[serde(default)]
     pub attributes: Value,
+    /// Moves when the state's value changes.
+    #[serde(default)]
+    pub last_changed: Option<DateTime<Utc>>,
+    /// Moves when the value or an attribute changes; an unchanged write does not move it.
     #[serde(default)]
     pub last_updated: Option<DateTime<Utc>>,
-    /// Set on every report, even an unchanged one (HA 2024.3+): the best freshness signal.
+    /// Moves on every write, even an unchanged one. Only in core 2024.4 and later (core PR
+    /// #113511); 2024.3 and older states do not carry the key at all.
     #[serde(default)]
     pub last_reported: Option<DateTime<Utc>>,
 }
 
+/// What `GET /api/config` says about the core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreConfig {
+    pub time_zone: String,
+    pub version: Option<String>,
+    /// The ISO 4217 code set under Settings > System > General (e.g. `CZK`).
+    pub currency: Option<String>,
+}
+
+/// One row of `GET /api/history/period` with `minimal_response`: the first row of each list
+/// is a whole state (its `last_changed` is the period's start when the state began earlier),
+/// the rest only `state` and `last_changed`, one per change.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HistoryRow {
+    pub state: String,
+    pub last_changed: DateTime<Utc>,
+}
+
 impl EntityState {
-    /// When HA last heard from the entity.
-    pub fn seen_at(&self) -> Option<DateTime<Utc>> {
-        match (self.last_reported, self.last_updated) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
+    /// False for HA's `unavailable` and `unknown`: the integration has no value.
+    pub fn available(&self) -> bool {
+        !matches!(self.state.as_str(), "unavailable" | "unknown")
     }
 
     /// The state as a number; `None` for `unknown`, `unavailable` and text.
@@ -102,6 +144,8 @@ pub struct HaClient {
     pub timeout: Duration,
     pub attempts: u32,
     pub backoff: Duration,
+    /// The largest answer read; a larger one is `HaError::TooLarge`.
+    pub max_body: usize,
 }
 
 impl HaClient {
@@ -130,6 +174,7 @@ impl HaClient {
             timeout: Duration::from_secs(10),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            max_body: 4 * 1024 * 1024,
         })
     }
 
@@ -137,49 +182,141 @@ impl HaClient {
         &self.base
     }
 
-    /// The HA time zone from `GET /api/config`.
-    pub async fn time_zone(&self) -> Result<String, HaError> {
+    /// The HA time zone and core version from `GET /api/config`.
+    pub async fn core_config(&self) -> Result<CoreConfig, HaError> {
         let url = format!("{}/config", self.base);
-        let v = self.request(Method::GET, "/config", None, None).await?;
-        v.get("time_zone")
+        let v = self
+            .request(Method::GET, "/config", None, None, self.attempts)
+            .await?;
+        let time_zone = v
+            .get("time_zone")
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or(HaError::Decode {
                 url,
                 reason: "no time_zone in the config".into(),
+            })?;
+        Ok(CoreConfig {
+            time_zone,
+            version: v.get("version").and_then(Value::as_str).map(str::to_string),
+            currency: v
+                .get("currency")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    /// The recorded changes of `entity` from `start` to `end` (`GET /api/history/period/<start>
+    /// ?filter_entity_id=<entity>&end_time=<end>&minimal_response&no_attributes`), tried once
+    /// with this client's timeout and size bound. An entity without history answers `[]`.
+    pub async fn history(
+        &self,
+        entity: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<HistoryRow>, HaError> {
+        // `+` means a space in a query: the offset is written percent-encoded.
+        let stamp = |t: DateTime<Utc>| format!("{}%2B00:00", t.format("%Y-%m-%dT%H:%M:%S"));
+        let path = format!(
+            "/history/period/{}?filter_entity_id={entity}&end_time={}&minimal_response&no_attributes",
+            stamp(start),
+            stamp(end)
+        );
+        let v = self.request(Method::GET, &path, None, None, 1).await?;
+        let lists: Vec<Vec<HistoryRow>> =
+            serde_json::from_value(v).map_err(|e| HaError::Decode {
+                url: format!("{}{path}", self.base),
+                reason: format!("not a list of state lists: {e}"),
+            })?;
+        Ok(lists.into_iter().next().unwrap_or_default())
+    }
+
+    /// Sets a state of FluxION's own (`POST /api/states/<entity>`); core answers 201 for a new
+    /// entity and 200 for an update, both with the state written.
+    pub async fn post_state(
+        &self,
+        entity: &str,
+        state: &str,
+        attributes: &Value,
+    ) -> Result<(), HaError> {
+        let body = serde_json::json!({ "state": state, "attributes": attributes });
+        let path = format!("/states/{entity}");
+        let answer = self
+            .request(Method::POST, &path, Some(body), Some(entity), 1)
+            .await?;
+        if answer.get("state").and_then(Value::as_str) == Some(state) {
+            Ok(())
+        } else {
+            Err(HaError::Decode {
+                url: format!("{}{path}", self.base),
+                reason: format!("the answer is not the state written: {answer:.100}"),
             })
+        }
     }
 
     pub async fn state(&self, entity: &str) -> Result<EntityState, HaError> {
         let path = format!("/states/{entity}");
-        let v = self.request(Method::GET, &path, None, Some(entity)).await?;
+        let v = self
+            .request(Method::GET, &path, None, Some(entity), self.attempts)
+            .await?;
         serde_json::from_value(v).map_err(|e| HaError::Decode {
             url: format!("{}{path}", self.base),
             reason: format!("not an entity state: {e}"),
         })
     }
 
-    /// `select.select_option` on `entity`.
+    /// `select.select_option` on `entity`, sent once (a write is never repeated blindly: the
+    /// caller reads back and decides). Succeeds only when HA's answer, the list of states the
+    /// call changed, holds `entity` at `option`; an unknown entity answers 200 with `[]`.
     pub async fn select_option(&self, entity: &str, option: &str) -> Result<(), HaError> {
         let body = serde_json::json!({ "entity_id": entity, "option": option });
-        self.request(
-            Method::POST,
-            "/services/select/select_option",
-            Some(body),
-            Some(entity),
-        )
-        .await
-        .map(|_| ())
+        let answer = self
+            .request(
+                Method::POST,
+                "/services/select/select_option",
+                Some(body),
+                Some(entity),
+                1,
+            )
+            .await
+            .map_err(|e| match e {
+                HaError::Status { status, body, .. } => HaError::ServiceFailed {
+                    entity: entity.into(),
+                    status,
+                    body,
+                },
+                HaError::Timeout { ms, .. } => HaError::ServiceTimeout {
+                    entity: entity.into(),
+                    ms,
+                },
+                other => other,
+            })?;
+        let applied = answer.as_array().is_some_and(|changed| {
+            changed.iter().any(|s| {
+                s.get("entity_id").and_then(Value::as_str) == Some(entity)
+                    && s.get("state").and_then(Value::as_str) == Some(option)
+            })
+        });
+        if applied {
+            Ok(())
+        } else {
+            Err(HaError::NotApplied {
+                entity: entity.into(),
+                option: option.into(),
+                answer: describe_answer(&answer, entity),
+            })
+        }
     }
 
-    /// One API call with retries and backoff on transient failures; `entity` makes 404s
-    /// name the entity.
+    /// One API call with up to `attempts` tries and backoff on transient failures; `entity`
+    /// makes 404s name the entity.
     async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
         entity: Option<&str>,
+        attempts: u32,
     ) -> Result<Value, HaError> {
         let url = format!("{}{path}", self.base);
         let mut delay = self.backoff;
@@ -189,12 +326,12 @@ impl HaClient {
                 .await
                 .unwrap_or(Err(HaError::Timeout {
                     url: url.clone(),
-                    secs: self.timeout.as_secs(),
+                    ms: self.timeout.as_millis() as u64,
                 }));
             let result =
                 result.and_then(|(status, bytes)| self.interpret(&url, status, &bytes, entity));
             match result {
-                Err(e) if e.transient() && attempt < self.attempts => {
+                Err(e) if e.transient() && attempt < attempts => {
                     tracing::debug!(error = %e, attempt, "retrying home assistant request");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -247,11 +384,20 @@ impl HaClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
+        let limit = self.max_body;
+        let bytes = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HaError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    }
+                } else {
+                    unreachable(format!("reading the answer: {e}"))
+                }
+            })?
             .to_bytes();
         Ok((status, bytes))
     }
@@ -282,13 +428,47 @@ impl HaClient {
                 }),
                 None => Err(HaError::NotFound { url }),
             },
-            // HA answers 400 for a select option the entity does not offer.
+            // An invalid select option: 500 from core 2024.3 (`select.async_select_option`
+            // raises ValueError); 502 from the Supervisor proxy while core restarts.
+            // One line for the log and the dashboard banner.
             s => Err(HaError::Status {
                 url,
                 status: s.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
             }),
         }
+    }
+}
+
+/// `1500` ms as `1.5`, `10000` as `10`.
+fn seconds(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        (ms / 1000).to_string()
+    } else {
+        format!("{:.1}", ms as f64 / 1000.0)
+    }
+}
+
+/// A short description of a service call's answer for an error message.
+fn describe_answer(answer: &Value, entity: &str) -> String {
+    match answer.as_array() {
+        Some(list) if list.is_empty() => "[] (no state changed: unknown entity?)".into(),
+        Some(list) => {
+            match list
+                .iter()
+                .find(|s| s.get("entity_id").and_then(Value::as_str) == Some(entity))
+            {
+                Some(s) => format!(
+                    "{entity} at {}",
+                    s.get("state").map(Value::to_string).unwrap_or_default()
+                ),
+                None => format!("{} changed states, none of them {entity}", list.len()),
+            }
+        }
+        None => format!("{:.100}", answer.to_string()),
     }
 }
 
@@ -338,17 +518,51 @@ mod tests {
     }
 
     #[test]
-    fn freshness_prefers_last_reported() {
+    fn states_with_and_without_last_reported() {
         let s: EntityState = serde_json::from_value(serde_json::json!({
             "entity_id": "sensor.a", "state": "55",
+            "last_changed": "2025-01-15T06:00:00+00:00",
             "last_updated": "2025-01-15T06:00:00+00:00",
             "last_reported": "2025-01-15T06:59:00+00:00"
         }))
         .unwrap();
         assert_eq!(
-            s.seen_at().unwrap().to_rfc3339(),
+            s.last_reported.unwrap().to_rfc3339(),
             "2025-01-15T06:59:00+00:00"
         );
         assert_eq!(s.number(), Some(55.0));
+        assert!(s.available());
+        // Core 2024.3: no last_reported key at all.
+        let s: EntityState = serde_json::from_value(serde_json::json!({
+            "entity_id": "sensor.a", "state": "unavailable",
+            "last_changed": "2025-01-15T06:00:00+00:00",
+            "last_updated": "2025-01-15T06:00:00+00:00",
+        }))
+        .unwrap();
+        assert_eq!(s.last_reported, None);
+        assert!(!s.available());
+    }
+
+    #[test]
+    fn service_answers_are_described() {
+        let e = "select.m";
+        assert_eq!(
+            describe_answer(&serde_json::json!([]), e),
+            "[] (no state changed: unknown entity?)"
+        );
+        assert_eq!(
+            describe_answer(
+                &serde_json::json!([{"entity_id": "select.m", "state": "Force Charge"}]),
+                e
+            ),
+            "select.m at \"Force Charge\""
+        );
+        assert_eq!(
+            describe_answer(
+                &serde_json::json!([{"entity_id": "select.x", "state": "a"}]),
+                e
+            ),
+            "1 changed states, none of them select.m"
+        );
     }
 }

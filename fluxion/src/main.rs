@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use fluxion::config::{Config, Sources};
-use fluxion::control::{Controller, Shared};
+use fluxion::control::{Controller, Shared, STOP_HAND_BACK, STOP_TICK_GRACE};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Schedules a home battery against spot electricity prices through Home Assistant.
@@ -76,6 +76,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(version = fluxion::VERSION, addr = %listener.local_addr()?, "listening");
     if config.control.debug_mode {
         tracing::info!("debug mode: computing and showing the plan, sending no commands");
+    } else {
+        tracing::info!(
+            stop_mode = ?config.control.stop_mode,
+            "control mode: FluxION drives the inverter"
+        );
     }
     let shared = Shared::new(config.control.debug_mode);
     let stop_rx = shared.shutdown.subscribe();
@@ -95,16 +100,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT received, stopping"),
     }
     shared.shutdown.send_replace(true);
-    // Event streams end on the shutdown signal; any other connection still open after a
-    // second is cut off, well within the Supervisor's stop timeout.
-    if tokio::time::timeout(Duration::from_secs(1), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 1 s, closing them");
-    }
-    // The loop returns at its next await point; a bound keeps a stuck read from holding exit.
-    let _ = tokio::time::timeout(Duration::from_millis(300), control).await;
+    // Both bounded and in parallel, so the stop stays under 5 s (Supervisor kills after 10 s):
+    // event streams end on the shutdown signal and other connections are cut after 1 s; the
+    // control loop hands the inverter back (`control.stop_mode`) within its own budget.
+    let server = async {
+        if tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after 1 s, closing them");
+        }
+    };
+    let limit = STOP_TICK_GRACE + STOP_HAND_BACK + Duration::from_millis(300);
+    let control = async {
+        match tokio::time::timeout(limit, control).await {
+            Ok(Ok(outcome)) => tracing::debug!(?outcome, "hand-back"),
+            Ok(Err(e)) => tracing::error!("control loop ended abnormally: {e}"),
+            Err(_) => tracing::error!("control loop did not stop within {limit:?}"),
+        }
+    };
+    tokio::join!(server, control);
     tracing::info!("stopped");
     Ok(())
 }

@@ -83,14 +83,33 @@ async fn only_ingress(
     }
 }
 
-/// The ingress prefix from `X-Ingress-Path`, if it is a plain path (it ends up in HTML).
+/// The ingress prefix from `X-Ingress-Path` (Supervisor sends `/api/hassio_ingress/<token>`).
+/// It becomes the page's `<base href>`, so it must be a plain absolute path: one leading `/`,
+/// no `//` (`//evil.example` is a host to a browser), no scheme, no `.`/`..` segments and
+/// only unreserved characters. Anything else is ignored with a warning.
 pub fn ingress_path(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get("x-ingress-path")?.to_str().ok()?;
-    let ok = raw.starts_with('/')
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
-    ok.then(|| raw.trim_end_matches('/').to_string())
+    let value = headers.get("x-ingress-path")?;
+    let path = value.to_str().ok().filter(|raw| plain_path(raw));
+    if path.is_none() {
+        tracing::warn!(header = ?value, "ignoring an X-Ingress-Path that is not a plain path");
+    }
+    path.map(|raw| raw.trim_end_matches('/').to_string())
+}
+
+fn plain_path(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.is_empty()
+        || rest.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+        })
 }
 
 async fn index(headers: HeaderMap) -> Response {
@@ -209,6 +228,24 @@ mod tests {
         );
         h.insert("x-ingress-path", "/x\"><script>".parse().unwrap());
         assert_eq!(ingress_path(&h), None);
+        for bad in [
+            "//evil.example",
+            "//evil.example/x",
+            "/a//b",
+            "http://evil.example/",
+            "javascript:alert(1)",
+            "api/hassio_ingress/x",
+            "/a/../b",
+            "/./a",
+            "",
+        ] {
+            h.insert("x-ingress-path", bad.parse().unwrap());
+            assert_eq!(ingress_path(&h), None, "{bad:?}");
+        }
+        h.insert("x-ingress-path", "/".parse().unwrap());
+        assert_eq!(ingress_path(&h).as_deref(), Some(""));
+        h.insert("x-ingress-path", "/api/hassio_ingress/t/".parse().unwrap());
+        assert_eq!(ingress_path(&h).as_deref(), Some("/api/hassio_ingress/t"));
     }
 
     /// Absolute URLs broke upstream FluxION under ingress: none may creep back in.

@@ -11,7 +11,7 @@ use std::{
 
 use support::cdp::Browser;
 
-use support::fake_ha::{FakeHa, TOKEN};
+use support::fake_ha::TOKEN;
 use support::ingress::Ingress;
 use support::process::{http_get, Service};
 
@@ -38,22 +38,25 @@ fn chromium() -> Option<PathBuf> {
     found
 }
 
+/// fluxion-main against `ha` with `env` added, behind the stand-in ingress proxy.
+fn dashboard(
+    ha: &support::fake_ha::FakeHa,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, Service, Ingress) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", ha.addr);
+    let mut all = vec![("HA_URL", url.as_str()), ("HA_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
+    let service = Service::start(dir.path(), &all);
+    let ingress = Ingress::start(service.addr);
+    (dir, service, ingress)
+}
+
 #[test]
 fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     let Some(chromium) = chromium() else { return };
-    let ha = FakeHa::start();
-    let now = chrono::Utc::now();
-    ha.set(
-        "sensor.current_spot_electricity_price",
-        "0.01",
-        Some(support::charge_now_prices(now, 4, 92)),
-        now,
-    );
-    ha.set("sensor.solax_battery_capacity", "40", None, now);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://{}", ha.addr);
-    let service = Service::start(dir.path(), &[("HA_URL", &url), ("HA_TOKEN", TOKEN)]);
-    let ingress = Ingress::start(service.addr);
+    let ha = support::charging_ha("40");
+    let (_dir, _service, ingress) = dashboard(&ha, &[]);
     // Wait until the first plan exists, through the proxy.
     let deadline = Instant::now() + Duration::from_secs(30);
     let plan_path = format!("{}/api/plan", support::ingress::PREFIX);
@@ -90,6 +93,19 @@ fn dashboard_renders_the_plan_under_an_ingress_prefix() {
         browser.eval(&page, "document.getElementById('wanted').textContent"),
         "Force charge"
     );
+    // Money in the sensor's currency (Kč = CZK), and what the plan saves against Self Use.
+    let value = browser.eval(&page, "document.getElementById('value').textContent");
+    assert!(
+        value.as_str().unwrap_or_default().ends_with(" Kč"),
+        "{value}"
+    );
+    let savings = browser.eval(&page, "document.getElementById('savings').textContent");
+    let savings = savings.as_str().unwrap_or_default();
+    assert!(
+        savings.starts_with("saves ")
+            && savings.ends_with(" Kč over the next 24 h against Self Use only"),
+        "{savings}"
+    );
     // The canvas really has ink on it, not just the attribute.
     let painted = browser.eval(
         &page,
@@ -105,4 +121,134 @@ fn dashboard_renders_the_plan_under_an_ingress_prefix() {
     if let Ok(path) = std::env::var("FLUXION_SCREENSHOT") {
         browser.screenshot(&page, std::path::Path::new(&path));
     }
+}
+
+#[test]
+fn a_failed_write_shows_a_banner_with_the_time() {
+    let Some(chromium) = chromium() else { return };
+    let ha = support::charging_ha("40");
+    // The manual select does not offer Force Charge: core 2024.3 answers 500.
+    ha.set_options(
+        "select.solax_manual_mode_select",
+        &["Stop Charge and Discharge", "Force Discharge"],
+    );
+    let (_dir, _service, ingress) = dashboard(&ha, &[("FLUXION_CONTROL_DEBUG_MODE", "false")]);
+    let status_path = format!("{}/api/status", support::ingress::PREFIX);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let answer = http_get(ingress.addr, &status_path).unwrap();
+        if answer.contains("\"failure\":{") {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failure in /api/status: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let body: serde_json::Value =
+        serde_json::from_str(status.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let message = body["failure"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with(
+            "inverter is in Self Use Mode / Stop Charge and Discharge, FluxION wanted Force \
+             Charge: select.solax_manual_mode_select answered 500"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        ha.state_of("select.solax_charger_use_mode"),
+        "Self Use Mode"
+    );
+
+    let mut browser = Browser::launch(&chromium);
+    let page = browser.open(&ingress.url());
+    let banner = browser.wait_for(
+        &page,
+        "(() => { const b = document.getElementById('failure'); \
+          return b && getComputedStyle(b).display !== 'none' ? b.textContent : ''; })()",
+        Duration::from_secs(60),
+    );
+    let banner = banner.as_str().unwrap_or_default().to_string();
+    let dom = browser.eval(&page, "document.documentElement.outerHTML");
+    assert!(banner.contains(&message), "banner {banner:?}\n{dom}");
+    // It says when: the page's clock text (weekday and HH:MM) comes first.
+    let when = browser.eval(
+        &page,
+        "document.querySelector('#failure .when').textContent",
+    );
+    let when = when.as_str().unwrap_or_default();
+    assert!(
+        when.len() >= 5 && when.contains(':') && banner.starts_with(when),
+        "{when:?} / {banner:?}"
+    );
+    assert!(banner.contains("(attempt 1, next at "), "{banner}");
+    assert_eq!(
+        browser.eval(&page, "document.getElementById('mode').textContent"),
+        "Self use"
+    );
+    assert_eq!(
+        browser.eval(&page, "document.getElementById('wanted').textContent"),
+        "Force charge"
+    );
+    if let Ok(path) = std::env::var("FLUXION_SCREENSHOT_FAILURE") {
+        browser.screenshot(&page, std::path::Path::new(&path));
+    }
+}
+
+#[test]
+fn the_dashboard_shows_pv_and_load_and_refuses_an_unknown_unit() {
+    let Some(chromium) = chromium() else { return };
+    let ha = support::charging_ha("40");
+    // Solcast for today and tomorrow, and a week of house load, around the real clock.
+    let tz = chrono_tz::Europe::Prague;
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let s = support::household::season("spring_pv");
+    for (entity, d) in fluxion::forecast::SOLCAST_ENTITIES.iter().zip([0, 1]) {
+        let attrs =
+            support::household::solcast_attributes(today + chrono::Duration::days(d), tz, s);
+        ha.set(entity, "30", Some(attrs), chrono::Utc::now());
+    }
+    ha.record_history(
+        "sensor.solax_house_load",
+        &support::household::load_history(today, 7, tz, s),
+    );
+    let (_dir, _service, ingress) = dashboard(&ha, &[("FLUXION_CONTROL_UPDATE_INTERVAL_S", "5")]);
+    let mut browser = Browser::launch(&chromium);
+    let page = browser.open(&ingress.url());
+    let pv = browser.wait_for(
+        &page,
+        "(() => { const c = document.getElementById('chart'); \
+          return c && c.dataset.pv && c.dataset.pv !== '0' ? c.dataset.pv : ''; })()",
+        Duration::from_secs(60),
+    );
+    let pv: usize = pv.as_str().unwrap_or_default().parse().unwrap();
+    assert!(pv >= 20, "PV in {pv} slots");
+    let note = browser.eval(&page, "document.getElementById('chart-note').textContent");
+    let note = note.as_str().unwrap_or_default();
+    assert!(
+        note.contains("PV: sensor.solcast_pv_forecast_forecast_today")
+            && note.contains("load: sensor.solax_house_load history, 7 days"),
+        "{note}"
+    );
+    // The price sensor switches to a unit FluxION cannot read: the banner says so.
+    let mut attrs = support::charge_now_prices(chrono::Utc::now(), 4, 92);
+    attrs["unit_of_measurement"] = serde_json::json!("EUR/kW");
+    ha.set(
+        "sensor.current_spot_electricity_price_15min",
+        "0.01",
+        Some(attrs),
+        chrono::Utc::now(),
+    );
+    let banner = browser.wait_for(
+        &page,
+        "(() => { const b = document.getElementById('blocked'); \
+          return b && getComputedStyle(b).display !== 'none' ? b.textContent : ''; })()",
+        Duration::from_secs(60),
+    );
+    let banner = banner.as_str().unwrap_or_default();
+    assert!(
+        banner.starts_with("Not following the plan: no price for the current slot: spot price entity sensor.current_spot_electricity_price_15min is in \"EUR/kW\""),
+        "{banner}"
+    );
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
 
 pub mod lint;
 pub mod store;

@@ -1,10 +1,13 @@
 //! The command line, as clap derive structs: one struct per command; doc comments are the help.
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::image::arch::Arch;
+use crate::arch::Arch;
+use crate::build::Builder;
 use crate::image::compress::Compression;
+use crate::runtime::cache::Mode;
 
 /// FluxION's image pipeline: reproducible Home Assistant add-on images, no Docker daemon needed.
 #[derive(Debug, Parser)]
@@ -28,19 +31,20 @@ pub enum Cmd {
     Lock(Lock),
     Fetch(Fetch),
     Bench(Bench),
+    Clean(Clean),
 }
 
 /// Build the add-on images as docker-archive tarballs in target/images (+ result-<arch> links).
 #[derive(Debug, clap::Args)]
 pub struct Image {
     /// Which architecture(s) to build.
-    #[arg(long, value_enum, default_value_t = ArchSel::All)]
+    #[arg(long, value_parser = arch_sel_parser(), default_value = "all")]
     pub arch: ArchSel,
     #[command(flatten)]
     pub build: BuildOpts,
     /// Layer compression: gzip loads everywhere; zstd is smaller and faster to write, and
     /// Docker >= 23, podman, containerd and skopeo read it (Docker 20.10 does not).
-    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    #[arg(long, value_parser = compression_parser(), default_value = "gzip")]
     pub compression: Compression,
     /// Print the summary as JSON on stdout instead of a table.
     #[arg(long)]
@@ -51,7 +55,7 @@ pub struct Image {
 #[derive(Debug, clap::Args)]
 pub struct Load {
     /// The architecture to build and load.
-    #[arg(value_enum)]
+    #[arg(value_parser = arch_parser())]
     pub arch: Arch,
     #[command(flatten)]
     pub build: BuildOpts,
@@ -101,7 +105,7 @@ pub struct Ci {
 /// Check addon/config.yaml: every key's type and default (Supervisor's and the HA add-on
 /// linter's) plus their further rules, and the repository as Supervisor's add-on store loads
 /// it; every finding names its key and rule, and any error fails.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct Lint {
     /// The manifest to check (default: addon/config.yaml).
     #[arg(long)]
@@ -139,7 +143,7 @@ pub struct Lock {
 #[derive(Debug, clap::Args)]
 pub struct Fetch {
     /// Which architecture(s) to fetch for.
-    #[arg(long, value_enum, default_value_t = ArchSel::All)]
+    #[arg(long, value_parser = arch_sel_parser(), default_value = "all")]
     pub arch: ArchSel,
     /// Only check that the cache holds every package, intact; download nothing.
     #[arg(long)]
@@ -156,6 +160,16 @@ pub struct Bench {
     pub runs: u32,
 }
 
+/// Remove debris: with `--cache`, temp files of runs that are no longer running, layer cache
+/// entries and unpacked packages that are outdated or corrupt, and blobs no output and no cache
+/// entry references; prints what it freed. Everything in use stays.
+#[derive(Debug, clap::Args)]
+pub struct Clean {
+    /// Clean the images dir's store and caches and the download cache of orphans.
+    #[arg(long, required = true)]
+    pub cache: bool,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildOpts {
     /// How to compile fluxion-main: `cargo` (rustup targets + rust-lld), `cross`, or `auto`
@@ -169,30 +183,44 @@ pub struct BuildOpts {
 }
 
 impl BuildOpts {
-    pub fn cache_mode(&self) -> crate::runtime::cache::Mode {
+    /// Whether the runtime layer's .debs may be downloaded.
+    pub fn downloads(&self) -> Mode {
         if self.offline {
-            crate::runtime::cache::Mode::Offline
+            Mode::Offline
         } else {
-            crate::runtime::cache::Mode::Online
+            Mode::Online
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ArchSel {
-    Amd64,
-    Aarch64,
-    All,
-}
+/// `--arch`: one architecture by its Home Assistant name (arch.rs has every name), or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchSel(Option<Arch>);
 
 impl ArchSel {
+    pub const ALL: ArchSel = ArchSel(None);
+
     pub fn arches(self) -> Vec<Arch> {
-        match self {
-            ArchSel::Amd64 => vec![Arch::Amd64],
-            ArchSel::Aarch64 => vec![Arch::Aarch64],
-            ArchSel::All => Arch::ALL.to_vec(),
+        match self.0 {
+            Some(a) => vec![a],
+            None => Arch::ALL.to_vec(),
         }
     }
+}
+
+fn arch_parser() -> impl TypedValueParser<Value = Arch> {
+    PossibleValuesParser::new(Arch::ALL.map(Arch::hass_arch))
+        .map(|s| Arch::from_hass(&s).expect("clap allows only the possible values"))
+}
+
+fn arch_sel_parser() -> impl TypedValueParser<Value = ArchSel> {
+    let names = Arch::ALL.map(Arch::hass_arch).into_iter().chain(["all"]);
+    PossibleValuesParser::new(names).map(|s| ArchSel(Arch::from_hass(&s)))
+}
+
+fn compression_parser() -> impl TypedValueParser<Value = Compression> {
+    PossibleValuesParser::new(Compression::ALL.map(Compression::name))
+        .map(|s| Compression::from_name(&s).expect("clap allows only the possible values"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,4 +228,14 @@ pub enum BuilderKind {
     Auto,
     Cargo,
     Cross,
+}
+
+impl From<BuilderKind> for Builder {
+    fn from(k: BuilderKind) -> Builder {
+        match k {
+            BuilderKind::Auto => Builder::Auto,
+            BuilderKind::Cargo => Builder::Cargo,
+            BuilderKind::Cross => Builder::Cross,
+        }
+    }
 }

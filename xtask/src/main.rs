@@ -15,6 +15,8 @@ fn main() -> anyhow::Result<()> {
         .without_time()
         .init();
 
+    // Ctrl-C / SIGTERM: remove this run's temp files, exit 130 (atomic.rs).
+    xtask::atomic::exit_on_signals()?;
     let sh = xshell::Shell::new()?;
     let ws = xtask::workspace::Workspace::discover(&sh)?;
     sh.change_dir(&ws.root);
@@ -28,5 +30,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lock(cmd) => cmd.run(&sh, &ws),
         Cmd::Fetch(cmd) => cmd.run(&sh, &ws),
         Cmd::Bench(cmd) => cmd.run(&sh, &ws),
+        Cmd::Clean(cmd) => cmd.run(&sh, &ws),
     }
 }

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{addon, run, tool, workspace, EPOCH};
+use xtask::arch::Arch;
 use xtask::bench::{snapshot, written};
 use xtask::build::Binary;
-use xtask::commands::image::{image_step, Built};
-use xtask::image::arch::Arch;
 use xtask::image::cache::LayerWriter;
 use xtask::image::compress::{Compression, MEDIA_TYPE_TAR_ZSTD};
 use xtask::image::hash::sha256;
-use xtask::publish::docker_archive;
+use xtask::image::Image;
+use xtask::pipeline::{self, Checked, ImageOutputs, Options};
+use xtask::publish::{docker_archive, Format, Written};
 use xtask::runtime::{self, cache::Cache, cache::Mode, Runtime};
 use xtask::workspace::Workspace;
 
@@ -31,7 +32,7 @@ fn binaries() -> Vec<Binary> {
         .map(|&arch| {
             let path = support::built_binary(arch);
             let bytes = std::fs::read(&path).unwrap();
-            Binary { arch, path, bytes }
+            Binary::new(arch, path, bytes)
         })
         .collect()
 }
@@ -40,9 +41,53 @@ fn rt() -> Runtime {
     Runtime::load(&workspace()).unwrap()
 }
 
-/// `image_step` as `cargo xtask image` runs it, with the runtime `.deb`s from the cache.
+/// One image and its docker-archive, as the image step wrote them.
+struct Built {
+    image: Image,
+    archive: PathBuf,
+    written: Written,
+}
+
+/// The image step as `cargo xtask image` runs it (per arch: archive, result link, layout),
+/// with the runtime `.deb`s from the cache.
 fn step(ws: &Workspace, bins: &[Binary], c: Compression) -> Vec<Built> {
-    image_step(ws, &addon(), &rt(), bins, EPOCH, Mode::Offline, c).unwrap()
+    step_at(ws, bins, c, EPOCH)
+}
+
+fn step_at(
+    ws: &Workspace,
+    bins: &[Binary],
+    c: Compression,
+    epoch: xtask::epoch::Epoch,
+) -> Vec<Built> {
+    let checked = Checked {
+        addon: addon(),
+        runtime: rt(),
+    };
+    let outputs = ImageOutputs::new(ws);
+    let opts = Options {
+        arches: bins.iter().map(|b| b.arch()).collect(),
+        builder: Default::default(),
+        compression: c,
+        downloads: Mode::Offline,
+        epoch,
+        publishers: outputs.publishers(false),
+    };
+    let built = pipeline::image_step(ws, &checked, bins, &opts).unwrap();
+    built
+        .images
+        .iter()
+        .map(|image| {
+            let o = built
+                .output(Format::DockerArchive, Some(image.arch))
+                .unwrap();
+            Built {
+                image: image.clone(),
+                archive: o.path.clone().unwrap(),
+                written: o.written.clone().unwrap(),
+            }
+        })
+        .collect()
 }
 
 /// A scratch workspace: images under `<dir>/target/images`, result links in `<dir>`.
@@ -78,8 +123,10 @@ fn a_noop_rebuild_writes_no_file() {
     ] {
         assert!(images.join(p).is_file(), "{p} was written by the build");
     }
-    let runtime_cache = std::fs::read_dir(images.join("runtime-cache"))
+    // Runtime layer entries are the ones that record a listing (for the app layer's check).
+    let runtime_cache = std::fs::read_dir(images.join("cache/layers"))
         .unwrap()
+        .filter(|e| support::read_json(&e.as_ref().unwrap().path())["listing"].is_object())
         .count();
     assert!(runtime_cache >= 2, "a runtime layer cache entry per arch");
     let links = |r: &Path| -> Vec<(PathBuf, u64)> {
@@ -170,7 +217,6 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
     );
     let rt = rt();
     let rls = runtime::layers_in(
-        &c,
         &w,
         &rt,
         &Cache::open_default().unwrap(),
@@ -181,7 +227,7 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
     .unwrap();
     assert!(rls.values().all(|r| !r.cached));
     for (bin, want) in bins.iter().zip(&cold_shas) {
-        let rl = &rls[&bin.arch];
+        let rl = &rls[&bin.arch()];
         let created_by = format!(
             "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
             rl.packages, rt.lock.source.suite
@@ -192,10 +238,10 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
             created_by: &created_by,
         };
         let image = xtask::image::assemble_on(&w, &addon, bin, EPOCH, Some(base)).unwrap();
-        let dest = c.join(format!("{}.tar", bin.arch));
-        let tag = format!("fluxion-ha:{}", bin.arch);
+        let dest = c.join(format!("{}.tar", bin.arch()));
+        let tag = format!("fluxion-ha:{}", bin.arch());
         let out = docker_archive::write(&dest, &[(&image, vec![tag])], EPOCH).unwrap();
-        assert_eq!(&out.sha256, want, "{}: uncached differs", bin.arch);
+        assert_eq!(&out.sha256, want, "{}: uncached differs", bin.arch());
     }
 }
 
@@ -206,17 +252,12 @@ fn another_epoch_gives_other_archives() {
     let bins = binaries();
     let tmp = tempfile::tempdir().unwrap();
     let build = |dir: &str, epoch: xtask::epoch::Epoch| {
-        let ws = scratch(&tmp.path().join(dir));
-        image_step(
-            &ws,
-            &addon(),
-            &rt(),
+        step_at(
+            &scratch(&tmp.path().join(dir)),
             &bins,
-            epoch,
-            Mode::Offline,
             Compression::Gzip,
+            epoch,
         )
-        .unwrap()
     };
     let a = build("a", EPOCH);
     let b = build("b", xtask::epoch::Epoch(EPOCH.0 + 1));
@@ -235,7 +276,9 @@ fn an_app_only_change_rewrites_only_that_images_top_layer_config_manifest_and_ar
     let before = snapshot(tmp.path()).unwrap();
 
     // The app changed for amd64 only: one more byte at the end of the binary.
-    bins[0].bytes.push(0);
+    let mut bytes = bins[0].bytes().unwrap().to_vec();
+    bytes.push(0);
+    bins[0] = Binary::new(bins[0].arch(), bins[0].path().to_owned(), bytes);
     let second = step(&ws, &bins, Compression::Gzip);
     let changed = written(&before, &snapshot(tmp.path()).unwrap());
 

@@ -14,24 +14,7 @@ const CONFIG: &str = "name: FluxION\nversion: \"0.9.0\"\nslug: fluxion\ndescript
 fn scratch(crate_version: &str, config_yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let write = |rel: &str, text: &str| {
-        let p = d.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    };
-    write(
-        "Cargo.toml",
-        "[workspace]\nresolver = \"2\"\nmembers = [\"fluxion\"]\n",
-    );
-    write(
-        "fluxion/Cargo.toml",
-        &format!(
-            "[package]\nname = \"fluxion\"\nversion = \"{crate_version}\"\nedition = \"2021\"\n\n\
-             [[bin]]\nname = \"fluxion-main\"\npath = \"src/main.rs\"\n"
-        ),
-    );
-    write("fluxion/src/main.rs", "fn main() {}\n");
-    write("addon/config.yaml", config_yaml);
+    support::fixture::workspace_files(d, crate_version, config_yaml);
     // The runtime layer's declaration and lock, as committed: the .debs come from the shared
     // download cache (filled by the real workspace's build).
     for f in ["addon/runtime.toml", "addon/runtime.lock"] {
@@ -147,7 +130,7 @@ fn shim_dir(log: &Path, bins: &[(&str, PathBuf)]) -> tempfile::TempDir {
 
 /// The real fluxion-main binaries of the workspace (built by the tests' `image` run).
 fn real_binaries() -> (PathBuf, PathBuf) {
-    use xtask::image::arch::Arch;
+    use xtask::arch::Arch;
     (
         support::built_binary(Arch::Amd64),
         support::built_binary(Arch::Aarch64),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use xtask::image::arch::Arch;
+use xtask::arch::Arch;
 
 fn root() -> PathBuf {
     support::workspace()

@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use xtask::addon::lint::{self, keys, Severity};
 use xtask::addon::AddonConfig;
+use xtask::arch::Arch;
 use xtask::epoch::Epoch;
-use xtask::image::arch::Arch;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

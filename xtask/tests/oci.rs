@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::Command;
 
 use support::*;
-use xtask::image::arch::Arch;
+use xtask::arch::Arch;
 use xtask::image::hash::sha256;
 
 /// Every entry of a tar: path -> bytes.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use support::*;
-use xtask::image::arch::Arch;
+use xtask::arch::Arch;
 use xtask::image::index::{self, MultiArch};
 use xtask::image::store::BlobStore;
 use xtask::image::{json, Image};

@@ -428,12 +428,12 @@ fn golden_fixture_layer_and_its_contents() {
         &s.store,
         &rt,
         &s.cache,
-        &[xtask::image::arch::Arch::Amd64],
+        &[xtask::arch::Arch::Amd64],
         EPOCH,
         Mode::Online,
     )
     .unwrap();
-    let ready = &layers[&xtask::image::arch::Arch::Amd64];
+    let ready = &layers[&xtask::arch::Arch::Amd64];
     assert!(!ready.cached);
     assert_eq!(ready.packages, 3);
     let entries = tar_entries(&std::fs::read(&ready.layer.blob.path).unwrap());
@@ -492,7 +492,7 @@ fn golden_fixture_layer_and_its_contents() {
 /// second build does not read a single .deb (they are deleted from the cache first).
 #[test]
 fn app_only_change_keeps_the_runtime_layer() {
-    use xtask::image::arch::Arch;
+    use xtask::arch::Arch;
     let s = scratch();
     let mirror = Mirror::start();
     let rt = fixture_runtime(&mirror, &fixture_debs());
@@ -529,11 +529,7 @@ fn app_only_change_keeps_the_runtime_layer() {
         xtask::image::assemble_on(
             &LayerWriter::uncached(s.store.clone(), Compression::Gzip),
             &addon,
-            &xtask::build::Binary {
-                arch: Arch::Amd64,
-                path: "fluxion-main".into(),
-                bytes: bytes.to_vec(),
-            },
+            &xtask::build::Binary::new(Arch::Amd64, "fluxion-main".into(), bytes.to_vec()),
             EPOCH,
             Some(xtask::image::Base {
                 layer: &r.layer,
@@ -672,7 +668,7 @@ fn the_same_path_from_two_packages_must_agree() {
 /// A truncated .deb in the cache is detected: re-fetched when online, reported when offline.
 #[test]
 fn truncated_cached_deb_is_refetched_or_reported() {
-    use xtask::image::arch::Arch;
+    use xtask::arch::Arch;
     let s = scratch();
     let mirror = Mirror::start();
     let rt = fixture_runtime(&mirror, &fixture_debs());
@@ -722,7 +718,7 @@ fn truncated_cached_deb_is_refetched_or_reported() {
 /// the mismatching download is not cached.
 #[test]
 fn tampered_lock_fails_before_any_layer_is_written() {
-    use xtask::image::arch::Arch;
+    use xtask::arch::Arch;
     let s = scratch();
     let mirror = Mirror::start();
     let mut rt = fixture_runtime(&mirror, &fixture_debs());
@@ -744,7 +740,10 @@ fn tampered_lock_fails_before_any_layer_is_written() {
         .unwrap()
         .collect();
     assert!(blobs.is_empty(), "no layer written: {blobs:?}");
-    assert!(!s.ws.images_dir().join("runtime-cache").exists());
+    let entries = std::fs::read_dir(s.ws.images_dir().join("cache/layers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(entries, 0, "no layer cache entry written");
     assert!(!s.cache.path(&bad).exists());
 }
 
@@ -754,7 +753,7 @@ fn tampered_lock_fails_before_any_layer_is_written() {
 /// amd64 natively and arm64 through qemu-user binfmt, each under a private dockerd.
 #[test]
 fn real_images_run_bash_and_coreutils_under_docker() {
-    use xtask::image::arch::Arch;
+    use xtask::arch::Arch;
     let rt = Runtime::load(&workspace()).unwrap();
     let wanted: Vec<Wanted> = Arch::ALL.iter().flat_map(|&a| rt.wanted(a)).collect();
     let Some(cache) = cache_with(&wanted, rt.decl.mirror()) else {
@@ -790,12 +789,8 @@ fn real_images_run_bash_and_coreutils_under_docker() {
         let image = xtask::image::assemble_on(
             &LayerWriter::uncached(s.store.clone(), Compression::Gzip),
             &addon,
-            &xtask::build::Binary {
-                arch,
-                path: "fluxion-main".into(),
-                // The runtime is under test, not the service: any bytes do for the app.
-                bytes: b"not the service".to_vec(),
-            },
+            // The runtime is under test, not the service: any bytes do for the app.
+            &xtask::build::Binary::new(arch, "fluxion-main".into(), b"not the service".to_vec()),
             EPOCH,
             Some(xtask::image::Base {
                 layer: &r.layer,

@@ -20,8 +20,8 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use super::{AddonConfig, SERVICE_PORT};
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
 
 pub mod keys;
 use keys::{Extra, Status};

@@ -468,7 +468,7 @@ fn addon_vs_push(
     let platforms: Vec<String> = addon
         .arch
         .iter()
-        .filter_map(|a| crate::image::arch::Arch::from_hass(a))
+        .filter_map(|a| crate::arch::Arch::from_hass(a))
         .map(|a| a.platform())
         .collect();
     if let (Some(image), Some(target)) = (addon.image.as_deref(), push_target) {

@@ -1,6 +1,8 @@
-//! Benchmark helpers for `cargo xtask bench` (issue 7): repeated timings with median/min/max,
-//! snapshots of a directory to tell which files a step wrote, and the report's shapes.
+//! `cargo xtask bench` (issue 7): the scenarios (scenarios.rs), the baselines they are held
+//! against (baseline.rs), and the helpers: repeated timings with median/min/max, snapshots of
+//! a directory to tell which files a step wrote, and the report's shapes.
 pub mod baseline;
+pub mod scenarios;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -44,19 +46,47 @@ pub fn measure(
         run()?;
         times.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    let median = if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    };
-    Ok(Stat {
-        median_s: median,
-        min_s: times[0],
-        max_s: times[n - 1],
-        runs: n,
-    })
+    Ok(Stat::of(times))
+}
+
+impl Stat {
+    /// Median, min and max of some timings (at least one).
+    pub fn of(mut times: Vec<f64>) -> Stat {
+        times.sort_by(f64::total_cmp);
+        let n = times.len();
+        let median = if n % 2 == 1 {
+            times[n / 2]
+        } else {
+            (times[n / 2 - 1] + times[n / 2]) / 2.0
+        };
+        Stat {
+            median_s: median,
+            min_s: times[0],
+            max_s: times[n - 1],
+            runs: n,
+        }
+    }
+}
+
+/// Time `a` and `b` alternately, `runs` times each after one warm-up of each: on a shared
+/// machine whose load drifts, both figures see the same conditions.
+pub fn measure_pair(
+    runs: usize,
+    mut a: impl FnMut() -> anyhow::Result<()>,
+    mut b: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Stat, Stat)> {
+    a().context("warm-up run")?;
+    b().context("warm-up run")?;
+    let (mut ta, mut tb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        let t = Instant::now();
+        a()?;
+        ta.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        b()?;
+        tb.push(t.elapsed().as_secs_f64());
+    }
+    Ok((Stat::of(ta), Stat::of(tb)))
 }
 
 /// A ratio of medians, and the goal it is held against (`ratio <= goal` is met).
@@ -128,18 +158,39 @@ pub fn written(before: &Snapshot, after: &Snapshot) -> Vec<PathBuf> {
     w
 }
 
-/// Copy a directory tree of plain files (the images dir) to `dest`, replacing it.
+/// Copy a directory tree (the images dir) to `dest`, replacing it, as `cp -a` would: mtimes
+/// kept, files hard-linked to each other inside `from` linked the same way in the copy, and
+/// symlinks copied as links. The step under test then sees the state the last step left.
 pub fn copy_dir(from: &Path, dest: &Path) -> anyhow::Result<()> {
     remove_dir(dest)?;
+    let mut linked = BTreeMap::new();
+    copy_tree(from, dest, &mut linked)
+}
+
+fn copy_tree(
+    from: &Path,
+    dest: &Path,
+    linked: &mut BTreeMap<(u64, u64), PathBuf>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let (src, dst) = (entry.path(), dest.join(entry.file_name()));
-        if entry.file_type()?.is_dir() {
-            copy_dir(&src, &dst)?;
+        let meta = std::fs::symlink_metadata(&src)?;
+        if meta.is_dir() {
+            copy_tree(&src, &dst, linked)?;
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if let Some(first) = linked.get(&(meta.dev(), meta.ino())) {
+            std::fs::hard_link(first, &dst)?;
         } else {
             std::fs::copy(&src, &dst)
                 .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            let f = std::fs::File::options().write(true).open(&dst)?;
+            f.set_modified(meta.modified()?)?;
+            if meta.nlink() > 1 {
+                linked.insert((meta.dev(), meta.ino()), dst);
+            }
         }
     }
     Ok(())

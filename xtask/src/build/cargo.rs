@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 use super::{remap_flags, BIN, PACKAGE};
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 use crate::workspace::Workspace;
 
 pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<PathBuf>> {
@@ -29,7 +29,8 @@ pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<
     };
 
     let mut found: Vec<(String, PathBuf)> = Vec::new();
-    for line in out.lines() {
+    // One message per compiled unit: parse only the few that can name the binary.
+    for line in out.lines().filter(|l| l.contains(BIN)) {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };

@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 use super::{remap_flags, BIN, PACKAGE};
-use crate::image::arch::Arch;
+use crate::arch::Arch;
+use crate::host::which;
 use crate::workspace::Workspace;
 
 pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<PathBuf>> {
@@ -40,11 +41,4 @@ pub fn build(sh: &Shell, ws: &Workspace, arches: &[Arch]) -> anyhow::Result<Vec<
             Ok(path)
         })
         .collect()
-}
-
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
 }

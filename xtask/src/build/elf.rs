@@ -2,7 +2,7 @@
 use anyhow::{bail, Context};
 use goblin::elf::Elf;
 
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 
 pub fn check(bytes: &[u8], arch: Arch) -> anyhow::Result<()> {
     let elf = Elf::parse(bytes).context("not an ELF executable")?;

@@ -3,22 +3,97 @@ pub mod cargo;
 pub mod cross;
 pub mod elf;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::flags::BuilderKind;
-use crate::image::arch::Arch;
+use crate::arch::Arch;
+use crate::image::json;
+use crate::image::layer::{Data, FileRef};
 use crate::workspace::Workspace;
+use crate::{atomic, stamp};
 
-/// A checked binary: right ELF machine, statically linked. Its bytes are kept so the
-/// assembler never reads the file a second time.
+/// How `fluxion-main` is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Builder {
+    /// cargo, unless the workspace has a Cross.toml (then cross).
+    #[default]
+    Auto,
+    /// cargo with rustup's musl targets, linked by rust-lld.
+    Cargo,
+    /// `cross build`.
+    Cross,
+}
+
+/// A checked binary: right ELF machine, statically linked, with its size and sha256 (the app
+/// layer's cache key needs them). When `build` read it, its bytes are kept so the assembler
+/// never reads the file a second time; when the file was unchanged since an earlier run
+/// checked and hashed it (a stamp), it is not read at all. The fields are private so the
+/// digest cannot drift from the bytes.
 #[derive(Debug, Clone)]
 pub struct Binary {
-    pub arch: Arch,
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
+    arch: Arch,
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+    bytes: Option<Arc<[u8]>>,
+}
+
+impl Binary {
+    /// A binary from its bytes (hashed here).
+    pub fn new(arch: Arch, path: PathBuf, bytes: Vec<u8>) -> Binary {
+        Binary {
+            arch,
+            path,
+            size: bytes.len() as u64,
+            sha256: crate::image::hash::sha256(&bytes),
+            bytes: Some(Arc::from(bytes)),
+        }
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `sha256:<hex>` of its bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Its bytes as a layer file: in memory, or the file itself (read, and checked against the
+    /// digest, only if the layer has to be written).
+    pub fn data(&self) -> Data {
+        match &self.bytes {
+            Some(b) => Data::Bytes(b.clone()),
+            None => Data::File(FileRef {
+                path: self.path.clone(),
+                size: self.size,
+                digest: self.sha256.clone(),
+            }),
+        }
+    }
+
+    /// Its bytes (read from the file if they are not in memory).
+    pub fn bytes(&self) -> anyhow::Result<Arc<[u8]>> {
+        if let Some(b) = &self.bytes {
+            return Ok(b.clone());
+        }
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("reading the built binary {}", self.path.display()))?;
+        if crate::image::hash::sha256(&bytes) != self.sha256 {
+            anyhow::bail!(
+                "{} changed while the image was built; run the command again",
+                self.path.display()
+            );
+        }
+        Ok(Arc::from(bytes))
+    }
 }
 
 pub const PACKAGE: &str = "fluxion";
@@ -29,34 +104,70 @@ pub fn build(
     sh: &Shell,
     ws: &Workspace,
     arches: &[Arch],
-    kind: BuilderKind,
+    builder: Builder,
 ) -> anyhow::Result<Vec<Binary>> {
-    let kind = resolve(ws, kind);
-    tracing::info!(?kind, targets = ?arches.iter().map(|a| a.rust_target()).collect::<Vec<_>>(), "building {BIN}");
-    let paths = match kind {
-        BuilderKind::Cross => cross::build(sh, ws, arches)?,
+    let builder = resolve(ws, builder);
+    tracing::info!(?builder, targets = ?arches.iter().map(|a| a.rust_target()).collect::<Vec<_>>(), "building {BIN}");
+    let paths = match builder {
+        Builder::Cross => cross::build(sh, ws, arches)?,
         _ => cargo::build(sh, ws, arches)?,
     };
     arches
         .iter()
         .zip(paths)
-        .map(|(&arch, path)| {
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading the built binary {}", path.display()))?;
-            elf::check(&bytes, arch)
-                .with_context(|| format!("refusing to package {} for {arch}", path.display()))?;
-            Ok(Binary { arch, path, bytes })
-        })
+        .map(|(&arch, path)| checked(ws, arch, path))
         .collect()
+}
+
+/// The binary at `path`, checked. A sidecar in the images dir's cache stamps each binary that
+/// passed the check (sha256, size, mtime: the stamp rule, stamp.rs): while the file still has
+/// that size and mtime it is the same binary, and is neither read, checked nor hashed again
+/// (issue 11: a no-op rebuild). Otherwise it is read, checked, hashed and stamped; a file that
+/// changes while being read is not stamped.
+fn checked(ws: &Workspace, arch: Arch, path: PathBuf) -> anyhow::Result<Binary> {
+    let sidecar = ws
+        .images_dir()
+        .join("cache")
+        .join("binaries")
+        .join(format!("{}.json", arch.rust_target()));
+    let before = stamp::stat(&path);
+    let recorded: Option<stamp::Stamp> = std::fs::read(&sidecar)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let (Some(r), Some((size, mtime))) = (&recorded, before) {
+        if size == r.size && mtime == r.mtime_ns {
+            return Ok(Binary {
+                arch,
+                path,
+                size,
+                sha256: r.digest.clone(),
+                bytes: None,
+            });
+        }
+    }
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading the built binary {}", path.display()))?;
+    elf::check(&bytes, arch)
+        .with_context(|| format!("refusing to package {} for {arch}", path.display()))?;
+    let binary = Binary::new(arch, path, bytes);
+    if let Some((size, mtime_ns)) = before.filter(|&b| stamp::stat(&binary.path) == Some(b)) {
+        let s = stamp::Stamp {
+            digest: binary.sha256.clone(),
+            size,
+            mtime_ns,
+        };
+        atomic::write(&sidecar, &json::to_canonical(&s))?;
+    }
+    Ok(binary)
 }
 
 /// `auto` means cargo, unless the workspace has a Cross.toml (the user's way of saying that
 /// cross is how this project builds).
-fn resolve(ws: &Workspace, kind: BuilderKind) -> BuilderKind {
-    match kind {
-        BuilderKind::Auto if ws.root.join("Cross.toml").is_file() => BuilderKind::Cross,
-        BuilderKind::Auto => BuilderKind::Cargo,
-        k => k,
+fn resolve(ws: &Workspace, builder: Builder) -> Builder {
+    match builder {
+        Builder::Auto if ws.root.join("Cross.toml").is_file() => Builder::Cross,
+        Builder::Auto => Builder::Cargo,
+        b => b,
     }
 }
 

@@ -9,18 +9,20 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use xshell::{cmd, Shell};
 
-use super::image::{build_images, print_summary, write_multi_arch};
+use super::image::{archive_sha256s, build_all, print_summary};
 use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
-use crate::flags::{self, ArchSel, BuilderKind};
+use crate::flags;
+use crate::publish::Format;
 use crate::workspace::Workspace;
 use crate::{gitlab_local, repro};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         // Cheap checks of the add-on's files first: they need no compilation.
-        step("lint addon/config.yaml", || {
-            super::lint::run(&ws.addon_config(), None, &ws.fluxion_version)
+        // The same checks as `cargo xtask lint`: the manifest's rule table and the store check.
+        step("lint (addon/config.yaml and the store check)", || {
+            flags::Lint::default().run(sh, ws)
         })?;
         step("meta --check", || {
             let addon = AddonConfig::load(&ws.addon_config())?;
@@ -52,13 +54,11 @@ impl flags::Ci {
 
         // One epoch for both builds: the copy has no git history to read it from.
         let epoch = Epoch::discover(sh)?;
-        let built = step("image --arch all", || {
-            build_images(sh, ws, &ArchSel::All.arches(), BuilderKind::Auto, epoch)
-        })?;
+        let built = step(
+            "image --arch all (with the multi-arch layout and archive)",
+            || build_all(sh, ws, epoch),
+        )?;
         print_summary(ws, &built, false);
-        let multi = step("multi-arch OCI layout and archive", || {
-            write_multi_arch(ws, &built, epoch)
-        })?;
         if self.no_repro {
             println!("ci: reproducibility step skipped: --no-repro was given");
         } else {
@@ -69,20 +69,22 @@ impl flags::Ci {
                     .unwrap_or_else(|| repro::default_dir(ws));
                 repro::mirror(sh, ws, &dir)?;
                 let xtask = running_xtask()?;
+                let multi = built
+                    .output(Format::HybridArchive, None)
+                    .context("`image --arch all` wrote no multi-arch archive")?;
                 let name = multi
-                    .archive
-                    .file_name()
+                    .path
+                    .as_deref()
+                    .and_then(|p| p.file_name())
                     .and_then(|n| n.to_str())
                     .context("the multi-arch archive has no file name")?;
                 let theirs = repro::build_copy(sh, &xtask, &dir, epoch, name)?;
-                let mut ours: BTreeMap<String, String> = built
-                    .iter()
-                    .map(|b| (b.image.arch.to_string(), b.written.sha256.clone()))
-                    .collect();
-                ours.insert(
-                    repro::MULTI_ARCH.to_owned(),
-                    repro::file_sha256(&multi.archive)?,
-                );
+                let mut ours: BTreeMap<String, String> = archive_sha256s(&built);
+                let sha = multi
+                    .written
+                    .as_ref()
+                    .context("the multi-arch archive's digest was not recorded")?;
+                ours.insert(repro::MULTI_ARCH.to_owned(), sha.sha256.clone());
                 repro::compare(&ours, &theirs)
             })?;
         }

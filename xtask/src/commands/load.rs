@@ -1,26 +1,37 @@
 //! `cargo xtask load <arch>`: build one image and load it into docker, else podman.
 use xshell::Shell;
 
-use super::image::build_images_mode;
 use crate::epoch::Epoch;
 use crate::flags;
-use crate::publish::daemon;
+use crate::pipeline::{self, ImageOutputs, Options};
+use crate::publish::daemon::Daemon;
+use crate::publish::Format;
 use crate::workspace::Workspace;
 
 impl flags::Load {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
-        let epoch = Epoch::discover(sh)?;
-        let built = build_images_mode(
+        let outputs = ImageOutputs::new(ws);
+        let daemon = Daemon {
+            sh,
+            archives: outputs.archives.clone(),
+        };
+        let built = pipeline::run(
             sh,
             ws,
-            &[self.arch],
-            self.build.builder,
-            epoch,
-            self.build.cache_mode(),
+            &Options {
+                arches: vec![self.arch],
+                builder: self.build.builder.into(),
+                compression: Default::default(),
+                downloads: self.build.downloads(),
+                epoch: Epoch::discover(sh)?,
+                publishers: vec![&outputs.layouts, &daemon],
+            },
         )?;
-        let (engine, names) = daemon::load(sh, &built[0].archive)?;
-        for name in names {
-            println!("loaded {name} ({}) into {engine:?}", built[0].image.id());
+        let id = built.images[0].id();
+        for o in built.outputs.iter().filter(|o| o.format == Format::Daemon) {
+            for name in &o.names {
+                println!("loaded {name} ({id}) into {}", o.location);
+            }
         }
         Ok(())
     }

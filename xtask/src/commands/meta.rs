@@ -9,8 +9,8 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::addon::AddonConfig;
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
 use crate::image::json;
 use crate::workspace::Workspace;
 use crate::{atomic, flags};

@@ -1,16 +1,16 @@
 //! `cargo xtask push <registry>/<repository>`: build both images (a no-op when up to date),
-//! check the Supervisor contract, then push blobs, manifests, the index and tags.
+//! then publish them locally and to the registry, which checks the Supervisor contract first.
 use std::io::IsTerminal;
 
-use anyhow::Context;
 use xshell::Shell;
 
-use super::image::{build_images, human, write_multi_arch};
 use crate::addon::AddonConfig;
+use crate::arch::Arch;
 use crate::epoch::Epoch;
 use crate::flags;
-use crate::image::arch::Arch;
-use crate::publish::{contract, registry};
+use crate::pipeline::{self, ImageOutputs, Options};
+use crate::publish::registry::{self, Registry};
+use crate::units::human;
 use crate::workspace::Workspace;
 
 impl flags::Push {
@@ -36,26 +36,36 @@ impl flags::Push {
                 .then_some(&mut stdin as &mut dyn std::io::Read),
         )?;
 
-        let epoch = Epoch::discover(sh)?;
         let arches: Vec<Arch> = addon
             .arch
             .iter()
             .filter_map(|a| Arch::from_hass(a))
             .collect();
-        let built = build_images(sh, ws, &arches, self.build.builder, epoch)?;
-        let multi = write_multi_arch(ws, &built, epoch)?.multi;
-        contract::check(&addon, &ws.fluxion_version, &multi, &tags)
-            .context("refusing to push: the images break the Home Assistant Supervisor contract")?;
-
-        let report = registry::push(
-            &target,
-            &multi,
-            &tags,
+        let outputs = ImageOutputs::new(ws);
+        let registry = Registry::new(
+            target,
+            tags,
             self.per_arch_repos,
             creds,
             self.insecure,
-        )
-        .with_context(|| format!("pushing to {target}"))?;
+            addon,
+            ws.fluxion_version.clone(),
+        );
+        let mut publishers = outputs.publishers(true);
+        publishers.push(&registry);
+        pipeline::run(
+            sh,
+            ws,
+            &Options {
+                arches,
+                builder: self.build.builder.into(),
+                compression: Default::default(),
+                downloads: self.build.downloads(),
+                epoch: Epoch::discover(sh)?,
+                publishers,
+            },
+        )?;
+        let report = registry.report().expect("the registry publisher ran");
         println!(
             "blobs: {} uploaded ({}), {} already there",
             report.uploaded.len(),

@@ -23,7 +23,7 @@ pub fn tree(binary: &Binary) -> anyhow::Result<Tree> {
         BINARY_PATH,
         Node::File {
             mode: 0o755,
-            data: Data::Bytes(Arc::from(&binary.bytes[..])),
+            data: binary.data(),
         },
     )?;
     t.insert(

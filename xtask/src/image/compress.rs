@@ -1,12 +1,15 @@
 //! Layer compression: gzip (the default, every engine reads it) or zstd, pinned and deterministic.
 //!
 //! A compressed digest depends on the compressor's implementation, version and level, not only
-//! on the input, so `Compression::identity` names all three; it is part of every layer cache key
-//! (image/cache.rs), and a Cargo.lock update that changes a compressor invalidates the cache.
+//! on the input, so `Compression::identity` names all three (the versions as Cargo.lock pins
+//! them, read by xtask/build.rs); it is part of every layer cache key (image/cache.rs), and a
+//! Cargo.lock update that changes a compressor invalidates the cache.
 use std::io::{self, Write};
 
 use flate2::write::GzEncoder;
 use flate2::GzBuilder;
+
+use crate::locked;
 
 /// OCI image-spec media-types.md / layer.md: the gzip and zstd layer media types.
 pub use super::layer::MEDIA_TYPE_TAR_GZIP;
@@ -23,7 +26,7 @@ pub const ZSTD_LEVEL: i32 = 6;
 
 /// Which compressor writes layers. zstd layers are read by Docker >= 23, podman, containerd,
 /// skopeo and umoci, but not by Docker 20.10 (Debian's docker.io), hence gzip by default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -32,6 +35,20 @@ pub enum Compression {
 }
 
 impl Compression {
+    pub const ALL: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+    /// The name the command line takes and messages use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Compression> {
+        Compression::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn media_type(self) -> &'static str {
         match self {
             Compression::Gzip => MEDIA_TYPE_TAR_GZIP,
@@ -46,13 +63,13 @@ impl Compression {
         match self {
             Compression::Gzip => format!(
                 "gzip-{GZIP_LEVEL} flate2-{} zlib-rs-{} header(mtime=0,os=255)",
-                locked_version("flate2"),
-                locked_version("zlib-rs")
+                locked::FLATE2,
+                locked::ZLIB_RS
             ),
             Compression::Zstd => format!(
                 "zstd-{ZSTD_LEVEL} zstd-{} zstd-safe-{} libzstd-{} checksum=1",
-                locked_version("zstd"),
-                locked_version("zstd-safe"),
+                locked::ZSTD,
+                locked::ZSTD_SAFE,
                 zstd::zstd_safe::version_number()
             ),
         }
@@ -82,10 +99,7 @@ impl Compression {
 
 impl std::fmt::Display for Compression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -119,17 +133,6 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
-/// The version Cargo.lock pins for `package` (the first entry of that name), read at compile
-/// time so the cache key follows every lock update.
-pub fn locked_version(package: &str) -> &'static str {
-    const LOCK: &str = include_str!("../../../Cargo.lock");
-    let needle = format!("name = \"{package}\"\nversion = \"");
-    LOCK.find(&needle)
-        .map(|i| &LOCK[i + needle.len()..])
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or("unlocked")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,10 +141,13 @@ mod tests {
     fn identity_names_algorithm_level_and_versions() {
         let g = Compression::Gzip.identity();
         assert!(g.starts_with("gzip-6 flate2-1."), "{g}");
-        assert!(!g.contains("unlocked"), "{g}");
+        assert!(g.contains(&format!("zlib-rs-{}", locked::ZLIB_RS)), "{g}");
         let z = Compression::Zstd.identity();
         assert!(z.starts_with("zstd-6 zstd-0."), "{z}");
-        assert!(!z.contains("unlocked"), "{z}");
+        assert!(
+            z.contains(&format!("zstd-safe-{}", locked::ZSTD_SAFE)),
+            "{z}"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use oci_spec::image::{
 
 use super::app::BINARY_PATH;
 use super::layer::Layer;
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
 
 pub const MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 

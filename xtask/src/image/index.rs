@@ -8,10 +8,10 @@ use oci_spec::image::{
     PlatformBuilder,
 };
 
-use super::arch::Arch;
 use super::manifest;
 use super::store::{Blob, BlobStore};
 use super::{json, Image};
+use crate::arch::Arch;
 
 pub const MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 

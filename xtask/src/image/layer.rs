@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::compress::Compression;
 use super::hash::HashWriter;
-use super::store::{Blob, BlobStore};
+use super::store::{Blob, BlobStore, VerifyingReader};
 use crate::epoch::Epoch;
 use anyhow::{bail, Context};
 
@@ -21,10 +21,23 @@ pub struct Layer {
     pub uncompressed_size: u64,
 }
 
+/// A file outside the store whose size and sha256 are known (a built binary, build/): read
+/// only when a layer is written, and checked then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub path: PathBuf,
+    pub size: u64,
+    /// `sha256:<hex>`
+    pub digest: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum Data {
     Bytes(Arc<[u8]>),
-    File(PathBuf),
+    File(FileRef),
+    /// A blob in the store, shipped by a publisher: read through a `VerifyingReader`, so a
+    /// corrupt store can never put other bytes under its digest.
+    Blob(Blob),
 }
 
 #[derive(Debug, Clone)]
@@ -95,53 +108,35 @@ impl Tree {
         self.entries.is_empty()
     }
 
+    /// The bytes of its files (what a tar of it is about as long as): for ordering work.
+    pub fn content_len(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|n| match n {
+                Node::File {
+                    data: Data::Bytes(b),
+                    ..
+                } => b.len() as u64,
+                Node::File {
+                    data: Data::Blob(b),
+                    ..
+                } => b.size,
+                Node::File {
+                    data: Data::File(f),
+                    ..
+                } => f.size,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Write the tree as a tar stream: sorted, uid/gid 0, empty user/group names, mtime =
     /// epoch, modes as given. Returns nothing but what it wrote to `out`.
     pub fn write_tar<W: Write>(&self, out: W, epoch: Epoch) -> anyhow::Result<W> {
         let mut tar = tar::Builder::new(out);
         for (path, node) in &self.entries {
-            // GNU headers: long names go in ././@LongLink entries, which every tool reads.
-            let mut h = tar::Header::new_gnu();
-            h.set_mtime(epoch.0);
-            h.set_uid(0);
-            h.set_gid(0);
-            match node {
-                Node::Dir { mode } => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(*mode);
-                    h.set_size(0);
-                    tar.append_data(&mut h, format!("{path}/"), io::empty())
-                }
-                Node::File { mode, data } => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_mode(*mode);
-                    match data {
-                        Data::Bytes(b) => {
-                            h.set_size(b.len() as u64);
-                            tar.append_data(&mut h, path, &b[..])
-                        }
-                        Data::File(p) => {
-                            let f = std::fs::File::open(p)
-                                .with_context(|| format!("opening {} for {path}", p.display()))?;
-                            h.set_size(f.metadata()?.len());
-                            tar.append_data(&mut h, path, f)
-                        }
-                    }
-                }
-                Node::Symlink { target } => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_mode(0o777);
-                    h.set_size(0);
-                    tar.append_link(&mut h, path, target)
-                }
-                Node::Hardlink { target } => {
-                    h.set_entry_type(tar::EntryType::Link);
-                    h.set_mode(0o644);
-                    h.set_size(0);
-                    tar.append_link(&mut h, path, normalise(target)?)
-                }
-            }
-            .with_context(|| format!("adding {path} to a layer"))?;
+            append(&mut tar, path, node, epoch.0)
+                .with_context(|| format!("adding {path} to a layer"))?;
         }
         tar.into_inner().context("finishing a layer tar")
     }
@@ -177,6 +172,66 @@ impl Tree {
             uncompressed_size,
         })
     }
+}
+
+/// Append one entry the way every tar the xtask writes has it: GNU headers (long names and
+/// link targets go in ././@LongLink entries, which every tool reads), uid/gid 0, empty
+/// user/group names, the given mtime, modes as given (symlinks 0777, hard links 0644),
+/// directories with a trailing `/`; store blobs and known files read through a
+/// `VerifyingReader`.
+pub fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    node: &Node,
+    mtime: u64,
+) -> anyhow::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    match node {
+        Node::Dir { mode } => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(*mode);
+            h.set_size(0);
+            tar.append_data(&mut h, format!("{path}/"), io::empty())
+        }
+        Node::File { mode, data } => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(*mode);
+            match data {
+                Data::Bytes(b) => {
+                    h.set_size(b.len() as u64);
+                    tar.append_data(&mut h, path, &b[..])
+                }
+                Data::Blob(blob) => {
+                    h.set_size(blob.size);
+                    let mut r = VerifyingReader::open(blob)?;
+                    tar.append_data(&mut h, path, &mut r)
+                        .and_then(|()| r.finish())
+                }
+                Data::File(f) => {
+                    h.set_size(f.size);
+                    let mut r = VerifyingReader::open_file(f)?;
+                    tar.append_data(&mut h, path, &mut r)
+                        .and_then(|()| r.finish())
+                }
+            }
+        }
+        Node::Symlink { target } => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            tar.append_link(&mut h, path, target)
+        }
+        Node::Hardlink { target } => {
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_mode(0o644);
+            h.set_size(0);
+            tar.append_link(&mut h, path, normalise(target)?)
+        }
+    }?;
+    Ok(())
 }
 
 /// `/a/./b/` -> `a/b`; refuses `..`, empty paths and NUL bytes (a layer must never write

@@ -1,6 +1,5 @@
 //! Step 2, assemble: layers, config and manifest per architecture, as blobs in the store.
 pub mod app;
-pub mod arch;
 pub mod cache;
 pub mod compress;
 pub mod config;
@@ -8,18 +7,23 @@ pub mod hash;
 pub mod index;
 pub mod json;
 pub mod layer;
+pub mod listing;
 pub mod manifest;
 pub mod store;
 
 use anyhow::Context;
 
-use self::arch::Arch;
 use self::cache::LayerWriter;
 use self::layer::Layer;
 use self::store::{Blob, BlobStore};
 use crate::addon::AddonConfig;
+use crate::arch::Arch;
 use crate::build::Binary;
 use crate::epoch::Epoch;
+
+/// The app layer's `created_by` in the image config's history.
+pub const APP_CREATED_BY: &str =
+    "cargo xtask image: /bin/fluxion-main, /bin/sh -> bash, /etc/passwd, /etc/group, /tmp, /data";
 
 /// One assembled image. A value: publishers write it many ways and never change it.
 #[derive(Debug, Clone)]
@@ -55,12 +59,12 @@ pub fn assemble(
 /// A layer below the app layer (the runtime layer, issue 3) and what it contains.
 pub struct Base<'a> {
     pub layer: &'a Layer,
-    pub listing: &'a crate::runtime::layer::Listing,
+    pub listing: &'a listing::Listing,
     pub created_by: &'a str,
 }
 
 /// `assemble` with an optional base layer under the app layer: rootfs lists the base first.
-/// The base layer comes already written (the runtime layer has its own input-keyed cache).
+/// The base layer comes already written (the runtime layer is keyed by its declared inputs).
 pub fn assemble_on(
     writer: &LayerWriter,
     addon: &AddonConfig,
@@ -68,23 +72,21 @@ pub fn assemble_on(
     epoch: Epoch,
     base: Option<Base<'_>>,
 ) -> anyhow::Result<Image> {
-    let arch = binary.arch;
+    let arch = binary.arch();
     let store = &writer.store;
     let app_tree = app::tree(binary)?;
     if let Some(b) = &base {
-        crate::runtime::layer::check_app_over_runtime(b.listing, &app_tree)
+        listing::check_app_over_runtime(b.listing, &app_tree)
             .with_context(|| format!("stacking the app layer on the runtime layer for {arch}"))?;
     }
     let app = writer
         .write(&app_tree, epoch)
         .with_context(|| format!("writing the app layer for {arch}"))?;
-    let app_by =
-        "cargo xtask image: /bin/fluxion-main, /bin/sh -> bash, /etc/passwd, /etc/group, /tmp, /data";
     let mut layers: Vec<(Layer, &str)> = Vec::new();
     if let Some(b) = &base {
         layers.push((b.layer.clone(), b.created_by));
     }
-    layers.push((app, app_by));
+    layers.push((app, APP_CREATED_BY));
     from_layers(store, addon, arch, layers, epoch)
 }
 

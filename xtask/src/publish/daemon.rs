@@ -4,7 +4,9 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::build::cross::which;
+use super::docker_archive::DockerArchives;
+use super::{Assembled, Format, Output, Publisher};
+use crate::host::which;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -59,4 +61,34 @@ pub fn load(sh: &Shell, archive: &Path) -> anyhow::Result<(Engine, Vec<String>)>
         );
     }
     Ok((engine, names))
+}
+
+/// Loads each image into docker or podman from its docker-archive, which `archives` writes
+/// first (and which stays, for a later `docker load -i`).
+pub struct Daemon<'a> {
+    pub sh: &'a Shell,
+    pub archives: DockerArchives,
+}
+
+impl Publisher for Daemon<'_> {
+    fn format(&self) -> Format {
+        Format::Daemon
+    }
+
+    fn publish(&self, a: &Assembled) -> anyhow::Result<Vec<Output>> {
+        let mut out = self.archives.publish(a)?;
+        for archive in out.clone() {
+            let path = archive.path.as_deref().expect("a docker-archive is a file");
+            let (engine, names) = load(self.sh, path)?;
+            out.push(Output {
+                format: Format::Daemon,
+                arch: archive.arch,
+                location: format!("{engine:?}"),
+                path: None,
+                names,
+                written: None,
+            });
+        }
+        Ok(out)
+    }
 }

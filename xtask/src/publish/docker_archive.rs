@@ -4,20 +4,21 @@
 //! `blobs/sha256/`, plus `manifest.json` naming the config, layers and tags); Docker 20.10's
 //! loader follows the paths in manifest.json, so it reads this layout too, and it decompresses
 //! gzip layers itself, checking each against the config's diff_ids.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::atomic::AtomicFile;
+use super::{fresh, Assembled, Format, Output, Publisher, Written, REPO};
+use crate::arch::Arch;
+use crate::atomic;
 use crate::epoch::Epoch;
-use crate::image::hash::HashWriter;
 use crate::image::json;
 use crate::image::layer::{Data, Node, Tree};
 use crate::image::store::Blob;
 use crate::image::Image;
-use crate::publish::fresh;
+use crate::parallel;
 
 /// One `manifest.json` entry (moby image/tarexport: `manifestItem`).
 #[derive(Serialize)]
@@ -28,13 +29,6 @@ struct ManifestItem {
     repo_tags: Vec<String>,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
-}
-
-/// What was written: the archive's own sha256 and size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Written {
-    pub sha256: String,
-    pub size: u64,
 }
 
 fn blob_path(blob: &Blob) -> String {
@@ -51,7 +45,7 @@ pub fn tree(images: &[(&Image, Vec<String>)]) -> anyhow::Result<Tree> {
                 &blob_path(blob),
                 Node::File {
                     mode: 0o644,
-                    data: Data::File(blob.path.clone()),
+                    data: Data::Blob(blob.clone()),
                 },
             )?;
         }
@@ -74,8 +68,9 @@ pub fn tree(images: &[(&Image, Vec<String>)]) -> anyhow::Result<Tree> {
 /// Bump when this writer changes the archive's bytes for the same images (publish/fresh.rs).
 const FORMAT: &str = "docker-archive v1 (blobs/sha256, manifest.json)";
 
-/// Write the archive to `dest` (temp file + rename), hashing it on the way out; unless `dest`
-/// is already what these images, tags and epoch produce (publish/fresh.rs, issue 7).
+/// Write the archive to `dest` (temp file + rename), hashing it on the way out and every blob
+/// on the way in; unless `dest` is already what these images, tags and epoch produce
+/// (publish/fresh.rs, issue 7).
 ///
 /// Layers are copied as they are in the store: with `--compression zstd` the archive holds
 /// zstd layers, which podman, skopeo and Docker >= 23 load, but Docker 20.10 does not.
@@ -85,36 +80,64 @@ pub fn write(
     epoch: Epoch,
 ) -> anyhow::Result<Written> {
     let t = tree(images)?;
-    // Every input of the archive: the writer, the epoch, manifest.json (which names every
-    // blob by digest and every tag) and each blob's digest and size (content-addressed).
-    let mut key = fresh::Key::default();
-    key.field(FORMAT.as_bytes()).field(&epoch.0.to_be_bytes());
-    for (path, node) in t.iter() {
-        key.field(path.as_bytes());
-        if let Node::File {
-            data: Data::Bytes(b),
-            ..
-        } = node
-        {
-            key.field(b);
-        }
+    // The tree holds every input: manifest.json (which names every blob by digest and every
+    // tag) as bytes, each blob by its digest and size.
+    let key = fresh::tree_key(FORMAT, epoch, &t)?;
+    fresh::write_tar_file(dest, &t, &key, epoch, "docker-archive")
+}
+
+/// `<dir>/fluxion-ha-<arch>.tar` per image, tagged `fluxion-ha:<arch>`, and with `result_links`
+/// a `result-<arch>` symlink to it in that directory (as Nix users expect from `nix build`).
+#[derive(Debug, Clone)]
+pub struct DockerArchives {
+    pub dir: PathBuf,
+    pub result_links: Option<PathBuf>,
+}
+
+impl DockerArchives {
+    pub fn path(&self, arch: Arch) -> PathBuf {
+        self.dir.join(format!("{REPO}-{arch}.tar"))
     }
-    for (image, _) in images {
-        for blob in image.layers.iter().map(|l| &l.blob).chain([&image.config]) {
-            key.field(blob.digest.as_bytes())
-                .field(&blob.size.to_be_bytes());
-        }
+
+    pub fn tag(arch: Arch) -> String {
+        format!("{REPO}:{arch}")
     }
-    let key = key.finish();
-    if let Some((sha256, size)) = fresh::check(dest, &key) {
-        tracing::debug!(archive = %dest.display(), "unchanged inputs: not rewriting");
-        return Ok(Written { sha256, size });
+}
+
+impl Publisher for DockerArchives {
+    fn format(&self) -> Format {
+        Format::DockerArchive
     }
-    let out = t
-        .write_tar(HashWriter::new(AtomicFile::create(dest)?), epoch)
-        .with_context(|| format!("writing the docker-archive {}", dest.display()))?;
-    let (file, sha256, size) = out.finish();
-    file.commit()?;
-    fresh::record(dest, &key, &sha256)?;
-    Ok(Written { sha256, size })
+
+    /// The arches concurrently: copying a blob while hashing it is CPU as much as I/O.
+    fn publish(&self, a: &Assembled) -> anyhow::Result<Vec<Output>> {
+        parallel::map(&a.images, |image| {
+            let arch = image.arch;
+            let (path, tag) = (self.path(arch), Self::tag(arch));
+            let written = write(&path, &[(image, vec![tag.clone()])], a.epoch)?;
+            if let Some(root) = &self.result_links {
+                link_result(root, arch, &path)?;
+            }
+            tracing::info!(%arch, archive = %path.display(), id = image.id(), "image written");
+            Ok(Output {
+                format: Format::DockerArchive,
+                arch: Some(arch),
+                location: path.display().to_string(),
+                path: Some(path),
+                names: vec![tag],
+                written: Some(written),
+            })
+        })
+    }
+}
+
+/// `result-<arch>` in `root`, pointing at the archive (relative when it is below `root`).
+fn link_result(root: &Path, arch: Arch, archive: &Path) -> anyhow::Result<()> {
+    let target = archive.strip_prefix(root).unwrap_or(archive);
+    let link = root.join(format!("result-{arch}"));
+    // Already right: leave it (issue 7, a no-op rebuild writes nothing).
+    if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    atomic::symlink(target, &link).with_context(|| format!("linking result-{arch}"))
 }

@@ -7,14 +7,17 @@
 //! directory output (an OCI layout) records the size and mtime of every file in it instead.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
+use anyhow::Context;
 use sha2::{Digest as _, Sha256};
 
-use crate::atomic;
+use super::Written;
+use crate::atomic::{self, AtomicFile};
 use crate::epoch::Epoch;
+use crate::image::hash::HashWriter;
 use crate::image::json;
 use crate::image::layer::{Data, Node, Tree};
+use crate::stamp::stat;
 
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 struct Sidecar {
@@ -46,17 +49,6 @@ pub fn sidecar_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-fn stat(dest: &Path) -> Option<(u64, u128)> {
-    let m = std::fs::symlink_metadata(dest).ok()?;
-    let mtime = m
-        .modified()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    m.is_file().then_some((m.len(), mtime))
-}
-
 /// `(sha256, size)` of `dest` as recorded, when `dest` is what `key`'s inputs produce.
 pub fn check(dest: &Path, key: &str) -> Option<(String, u64)> {
     let bytes = std::fs::read(sidecar_path(dest)).ok()?;
@@ -79,8 +71,8 @@ pub fn record(dest: &Path, key: &str, sha256: &str) -> anyhow::Result<()> {
 }
 
 /// A key over an output written from `t` by a writer of `format` at `epoch`: every path, kind
-/// and mode; the bytes of generated files (manifest.json, index.json, ...); and for files
-/// copied from the blob store, their store path (which names the sha256 digest) and size.
+/// and mode; the bytes of generated files (manifest.json, index.json, ...); and for blobs
+/// from the store, their digest and size (content addressing names the bytes).
 pub fn tree_key(format: &str, epoch: Epoch, t: &Tree) -> anyhow::Result<String> {
     let mut key = Key::default();
     key.field(format.as_bytes()).field(&epoch.0.to_be_bytes());
@@ -96,13 +88,15 @@ pub fn tree_key(format: &str, epoch: Epoch, t: &Tree) -> anyhow::Result<String> 
                     Data::Bytes(b) => {
                         key.field(b"bytes").field(b);
                     }
-                    Data::File(p) => {
-                        let len = std::fs::metadata(p)
-                            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?
-                            .len();
+                    Data::Blob(blob) => {
                         key.field(b"blob")
-                            .field(p.as_os_str().as_encoded_bytes())
-                            .field(&len.to_be_bytes());
+                            .field(blob.digest.as_bytes())
+                            .field(&blob.size.to_be_bytes());
+                    }
+                    Data::File(f) => {
+                        key.field(b"file")
+                            .field(f.digest.as_bytes())
+                            .field(&f.size.to_be_bytes());
                     }
                 }
             }
@@ -117,11 +111,47 @@ pub fn tree_key(format: &str, epoch: Epoch, t: &Tree) -> anyhow::Result<String> 
     Ok(key.finish())
 }
 
+/// Write `t` as the tar file `dest` (temp file + rename), hashing it on the way out, unless
+/// `dest` is already what `key`'s inputs produce; `what` names it in errors.
+pub fn write_tar_file(
+    dest: &Path,
+    t: &Tree,
+    key: &str,
+    epoch: Epoch,
+    what: &str,
+) -> anyhow::Result<Written> {
+    if let Some((sha256, size)) = check(dest, key) {
+        tracing::debug!(archive = %dest.display(), "unchanged inputs: not rewriting");
+        return Ok(Written { sha256, size });
+    }
+    let out = t
+        .write_tar(HashWriter::new(AtomicFile::create(dest)?), epoch)
+        .with_context(|| format!("writing the {what} {}", dest.display()))?;
+    let (file, sha256, size) = out.finish();
+    file.commit()?;
+    record(dest, key, &sha256)?;
+    Ok(Written { sha256, size })
+}
+
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 struct DirSidecar {
     key: String,
     /// Every file under the directory (relative path) with its size and mtime.
     files: BTreeMap<String, (u64, u128)>,
+    /// Files that are hard links to store blobs (relative path -> the blob's path): fresh only
+    /// while each is still the store's file. A store blob found corrupt is removed and written
+    /// anew, and a layout still linking the old inode must then be rewritten too, whatever its
+    /// mtimes say.
+    #[serde(default)]
+    linked: BTreeMap<String, PathBuf>,
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Size and mtime of every regular file under `dir`; `None` if anything else is there (a
@@ -159,17 +189,31 @@ pub fn check_dir(dest: &Path, key: &str) -> bool {
     let Ok(s) = serde_json::from_slice::<DirSidecar>(&bytes) else {
         return false;
     };
-    s.key == key && listing(dest).is_some_and(|files| files == s.files)
+    s.key == key
+        && listing(dest).is_some_and(|files| files == s.files)
+        && s.linked
+            .iter()
+            .all(|(rel, blob)| same_file(&dest.join(rel), blob))
 }
 
 /// Record that the directory `dest` (just written) is what `key`'s inputs produce.
 pub fn record_dir(dest: &Path, key: &str) -> anyhow::Result<()> {
+    record_dir_linked(dest, key, BTreeMap::new())
+}
+
+/// `record_dir` for a directory whose `linked` files are hard links to those store blobs.
+pub fn record_dir_linked(
+    dest: &Path,
+    key: &str,
+    linked: BTreeMap<String, PathBuf>,
+) -> anyhow::Result<()> {
     let files = listing(dest).ok_or_else(|| {
         anyhow::anyhow!("{} cannot be listed right after writing it", dest.display())
     })?;
     let s = DirSidecar {
         key: key.to_owned(),
         files,
+        linked,
     };
     atomic::write(&sidecar_path(dest), &json::to_canonical(&s))
 }

@@ -6,20 +6,17 @@
 //! each arch gets its own tag `<name>:<version>-<hass arch>`); podman reads the OCI side and
 //! names the host platform's image from the index.json annotations; skopeo reads either side
 //! (`oci-archive:` / `docker-archive:`).
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
-use super::docker_archive::{self, Written};
-use super::{fresh, oci_layout};
-use crate::atomic::AtomicFile;
+use super::{docker_archive, fresh, full_name, oci_layout};
+use super::{Assembled, Format, Output, Publisher, Written, REPO};
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::hash::HashWriter;
 use crate::image::index::MultiArch;
 use crate::image::layer::Tree;
 
 /// The per-arch docker tag in manifest.json: `<repo>:<version>-<hass arch>`.
-pub fn arch_tag(repo: &str, version: &str, arch: crate::image::arch::Arch) -> String {
+pub fn arch_tag(repo: &str, version: &str, arch: Arch) -> String {
     format!("{repo}:{version}-{}", arch.hass_arch())
 }
 
@@ -41,8 +38,9 @@ pub fn tree(multi: &MultiArch, repo: &str, version: &str, name: &str) -> anyhow:
 /// Bump when this writer changes the archive's bytes for the same tree (publish/fresh.rs).
 const FORMAT: &str = "hybrid oci-layout + docker-archive v1";
 
-/// Write the archive to `dest` (temp file + rename), hashing it on the way out; unless `dest`
-/// is already what these images, names and epoch produce (publish/fresh.rs, issue 7).
+/// Write the archive to `dest` (temp file + rename), hashing it on the way out and every blob
+/// on the way in; unless `dest` is already what these images, names and epoch produce
+/// (publish/fresh.rs, issue 7).
 pub fn write(
     dest: &Path,
     multi: &MultiArch,
@@ -53,17 +51,51 @@ pub fn write(
 ) -> anyhow::Result<Written> {
     let t = tree(multi, repo, version, name)?;
     // The tree holds every input: manifest.json, index.json, oci-layout as bytes, every blob
-    // by its store path (its digest) and size.
+    // by its digest and size.
     let key = fresh::tree_key(FORMAT, epoch, &t)?;
-    if let Some((sha256, size)) = fresh::check(dest, &key) {
-        tracing::debug!(archive = %dest.display(), "unchanged inputs: not rewriting");
-        return Ok(Written { sha256, size });
+    fresh::write_tar_file(dest, &t, &key, epoch, "OCI + docker archive")
+}
+
+/// `<dir>/fluxion-ha.tar`.
+#[derive(Debug, Clone)]
+pub struct HybridArchive {
+    pub dir: PathBuf,
+}
+
+impl HybridArchive {
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(format!("{REPO}.tar"))
     }
-    let out = t
-        .write_tar(HashWriter::new(AtomicFile::create(dest)?), epoch)
-        .with_context(|| format!("writing the OCI + docker archive {}", dest.display()))?;
-    let (file, sha256, size) = out.finish();
-    file.commit()?;
-    fresh::record(dest, &key, &sha256)?;
-    Ok(Written { sha256, size })
+}
+
+impl Publisher for HybridArchive {
+    fn format(&self) -> Format {
+        Format::HybridArchive
+    }
+
+    fn needs_index(&self) -> bool {
+        true
+    }
+
+    fn publish(&self, a: &Assembled) -> anyhow::Result<Vec<Output>> {
+        let multi = a.multi("the OCI + docker archive")?;
+        let name = full_name(&a.version);
+        let path = self.path();
+        let written = write(&path, multi, REPO, &a.version, &name, a.epoch)?;
+        tracing::info!(index = %multi.index.digest, archive = %path.display(), "multi-arch archive written");
+        let mut names: Vec<String> = multi
+            .images
+            .iter()
+            .map(|i| arch_tag(REPO, &a.version, i.arch))
+            .collect();
+        names.push(name);
+        Ok(vec![Output {
+            format: Format::HybridArchive,
+            arch: None,
+            location: path.display().to_string(),
+            path: Some(path),
+            names,
+            written: Some(written),
+        }])
+    }
 }

@@ -2,7 +2,8 @@
 //! verified by size and digest before use; bad files are removed, never used, never kept.
 //!
 //! Location: `$FLUXION_CACHE_DIR`, else `$XDG_CACHE_HOME/fluxion-xtask`, else
-//! `~/.cache/fluxion-xtask`. Downloads run concurrently (a few threads: the work is waiting on
+//! `~/.cache/fluxion-xtask`; the unpacked-package cache (runtime/unpacked.rs) lives beside it
+//! in `unpacked/`. Downloads run concurrently (a few threads: the work is waiting on
 //! the network, not CPU) with an indicatif progress bar.
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,6 +20,7 @@ const PARALLEL: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct Cache {
+    root: PathBuf,
     dir: PathBuf,
 }
 
@@ -41,16 +43,7 @@ pub enum Mode {
 
 impl Cache {
     pub fn default_dir() -> anyhow::Result<PathBuf> {
-        if let Some(d) = std::env::var_os("FLUXION_CACHE_DIR").filter(|d| !d.is_empty()) {
-            return Ok(PathBuf::from(d));
-        }
-        if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-            return Ok(PathBuf::from(d).join("fluxion-xtask"));
-        }
-        let home = std::env::var_os("HOME")
-            .filter(|d| !d.is_empty())
-            .context("no FLUXION_CACHE_DIR, XDG_CACHE_HOME or HOME to put the download cache in; set FLUXION_CACHE_DIR")?;
-        Ok(PathBuf::from(home).join(".cache").join("fluxion-xtask"))
+        crate::host::cache_dir()
     }
 
     pub fn open_default() -> anyhow::Result<Cache> {
@@ -58,10 +51,25 @@ impl Cache {
     }
 
     pub fn open(dir: &Path) -> anyhow::Result<Cache> {
+        let root = dir.to_owned();
         let dir = dir.join("sha256");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the download cache {}", dir.display()))?;
-        Ok(Cache { dir })
+        Ok(Cache { root, dir })
+    }
+
+    /// The unpacked-package cache beside the downloads.
+    pub fn unpacked(&self) -> anyhow::Result<super::unpacked::Unpacked> {
+        super::unpacked::Unpacked::open(&self.unpacked_dir())
+    }
+
+    pub fn unpacked_dir(&self) -> PathBuf {
+        self.root.join("unpacked")
+    }
+
+    /// The directories this cache writes files into (for the temp-file sweeps).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone(), self.unpacked_dir()]
     }
 
     pub fn path(&self, sha256: &str) -> PathBuf {
@@ -216,7 +224,8 @@ impl Cache {
     ) -> anyhow::Result<()> {
         let dest = self.path(&w.sha256);
         let mut out = HashWriter::new(AtomicFile::create(&dest)?);
-        net.get_to(url, &mut out, w.size, |n| bar.inc(n))?;
+        net.get_to(url, &mut out, w.size, |n| bar.inc(n))
+            .with_context(|| format!("downloading {}", w.what))?;
         let (file, digest, size) = out.finish();
         let actual = digest.trim_start_matches("sha256:");
         if size != w.size || actual != w.sha256 {
@@ -229,7 +238,8 @@ impl Cache {
                 w.sha256
             );
         }
-        file.commit()?;
+        file.commit()
+            .with_context(|| format!("storing the download of {}", w.what))?;
         tracing::debug!(what = %w.what, "cached");
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::image::arch::Arch;
+use crate::arch::Arch;
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Bumped when the lock's meaning changes; an old lock is then refused with "run lock".

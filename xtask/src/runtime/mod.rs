@@ -10,6 +10,7 @@ pub mod net;
 pub mod release;
 pub mod resolve;
 pub mod trust;
+pub mod unpacked;
 pub mod version;
 
 use std::collections::BTreeMap;
@@ -19,18 +20,21 @@ use anyhow::{bail, Context};
 
 use self::cache::{Cache, Mode, Wanted};
 use self::deb::Prune;
-use self::layer::{Inputs, LayerCache, Listing};
+use self::layer::Inputs;
 use self::lock::{Declaration, IndexRef, Lock, Locked, Source, LOCK_VERSION};
 use self::net::Net;
 use self::release::Release;
 use self::resolve::Index;
 use self::trust::Keyring;
+use self::unpacked::Unpacked;
+use crate::arch::Arch;
 use crate::epoch::Epoch;
-use crate::image::arch::Arch;
-use crate::image::cache::LayerWriter;
+use crate::image::cache::{self as layer_cache, LayerCache, LayerWriter, Pending};
 use crate::image::compress::Compression;
 use crate::image::layer::Layer;
+use crate::image::listing::Listing;
 use crate::image::store::BlobStore;
+use crate::parallel;
 use crate::workspace::Workspace;
 
 pub fn declaration_path(root: &Path) -> PathBuf {
@@ -98,8 +102,8 @@ pub struct Ready {
     pub cached: bool,
 }
 
-/// The runtime layer of each arch, gzip-compressed, cached in target/images/runtime-cache
-/// (see `layers_in`).
+/// The runtime layer of each arch, gzip-compressed, through the layer cache of `ws`'s images
+/// dir (see `layers_in`).
 pub fn layers(
     ws: &Workspace,
     store: &BlobStore,
@@ -109,19 +113,17 @@ pub fn layers(
     epoch: Epoch,
     mode: Mode,
 ) -> anyhow::Result<BTreeMap<Arch, Ready>> {
-    let writer = LayerWriter::uncached(store.clone(), Compression::Gzip);
-    layers_in(&ws.images_dir(), &writer, rt, cache, arches, epoch, mode)
+    let writer = LayerWriter {
+        store: store.clone(),
+        cache: Some(LayerCache::open(&layer_cache::dir_in(&ws.images_dir()))?),
+        compression: Compression::Gzip,
+    };
+    layers_in(&writer, rt, cache, arches, epoch, mode)
 }
 
-/// The runtime layer of each arch, written into `writer`'s store with its compression: from
-/// the layer cache (`<images_dir>/runtime-cache`) when its inputs, the compressor's identity
-/// among them, are unchanged (no `.deb` is read), else built from verified cached `.deb`s,
-/// downloading missing ones first unless offline. Every `.deb` of every arch is present and
-/// verified before any layer is written, so a bad lock fails the build with nothing written.
-/// The runtime layer keeps this input-keyed cache rather than `writer`'s tree-keyed one: a
-/// tree key would need every `.deb` unpacked first.
+/// The runtime layer of each arch, written through `writer` (its store, compressor and layer
+/// cache): `prepare`, then the missing layers written concurrently.
 pub fn layers_in(
-    images_dir: &Path,
     writer: &LayerWriter,
     rt: &Runtime,
     cache: &Cache,
@@ -129,14 +131,73 @@ pub fn layers_in(
     epoch: Epoch,
     mode: Mode,
 ) -> anyhow::Result<BTreeMap<Arch, Ready>> {
-    let store = &writer.store;
-    let compression = writer.compression;
+    let plan = prepare(writer, rt, cache, arches, epoch, mode)?;
+    let layers = writer.write_all(&plan.pending)?;
+    Ok(plan.finish(layers))
+}
+
+/// The runtime layers: those the layer cache has, and the trees (with their cache keys and
+/// listings) of those still to write, which the caller writes with its other layers.
+pub struct Plan {
+    pub ready: BTreeMap<Arch, Ready>,
+    /// The layers to write, and for each its arch and package count.
+    pub pending: Vec<Pending>,
+    pending_arches: Vec<(Arch, usize)>,
+}
+
+impl Plan {
+    /// The listing of `arch`'s runtime layer, cached or pending.
+    pub fn listing(&self, arch: Arch) -> Option<&Listing> {
+        if let Some(r) = self.ready.get(&arch) {
+            return Some(&r.listing);
+        }
+        let i = self.pending_arches.iter().position(|(a, _)| *a == arch)?;
+        self.pending[i].listing.as_ref()
+    }
+
+    /// Every runtime layer, given the written `layers` of `pending` (in its order).
+    pub fn finish(mut self, layers: Vec<Layer>) -> BTreeMap<Arch, Ready> {
+        for (((arch, packages), p), layer) in self
+            .pending_arches
+            .into_iter()
+            .zip(self.pending)
+            .zip(layers)
+        {
+            tracing::info!(%arch, packages, diff_id = %layer.diff_id, "runtime layer built");
+            self.ready.insert(
+                arch,
+                Ready {
+                    layer,
+                    listing: p.listing.unwrap_or_default(),
+                    packages,
+                    cached: false,
+                },
+            );
+        }
+        self.ready
+    }
+}
+
+/// For each arch, the runtime layer from the layer cache when its inputs (the locked packages,
+/// the prune rules, the epoch, the compressor: `layer::Inputs` and the cache key) are
+/// unchanged, so no `.deb` is read; else its tree, merged from the unpacked-package cache
+/// (runtime/unpacked.rs) or, for packages not in it, from verified cached `.deb`s, downloading
+/// missing ones first unless offline. Every `.deb` a layer needs is present and verified
+/// before anything is unpacked, so a bad lock fails with nothing written.
+pub fn prepare(
+    writer: &LayerWriter,
+    rt: &Runtime,
+    cache: &Cache,
+    arches: &[Arch],
+    epoch: Epoch,
+    mode: Mode,
+) -> anyhow::Result<Plan> {
     let epoch = layer_epoch(&rt.lock, epoch);
-    let layer_cache = LayerCache::new(&images_dir.join("runtime-cache"));
-    // Issue 7: the compressed bytes depend on the compressor, so gzip and zstd builds never
-    // share a cached runtime layer.
-    let compressor = compression.identity();
-    let mut out = BTreeMap::new();
+    let mut plan = Plan {
+        ready: BTreeMap::new(),
+        pending: Vec::new(),
+        pending_arches: Vec::new(),
+    };
     let mut todo = Vec::new();
     for &arch in arches {
         if !rt.arches().contains(&arch) {
@@ -147,24 +208,26 @@ pub fn layers_in(
             );
         }
         let locked = rt.lock.for_arch(arch);
-        let key = Inputs {
-            format: layer::FORMAT,
+        let inputs = Inputs {
             arch: arch.debian_arch(),
             packages: locked.clone(),
             prune: &rt.decl.prune,
             keep: &rt.decl.keep,
-            epoch: epoch.0,
-            compressor: compressor.clone(),
         }
-        .key();
-        match layer_cache.get(store, &key) {
-            Some((layer, listing)) => {
-                tracing::info!(%arch, diff_id = %layer.diff_id, "runtime layer unchanged (cached)");
-                out.insert(
+        .canonical();
+        let source = layer_cache::Source::Declared {
+            kind: layer::KIND,
+            inputs: &inputs,
+        };
+        let key = writer.key(source, epoch)?;
+        match writer.lookup(key.as_ref()) {
+            Some(hit) => {
+                tracing::info!(%arch, diff_id = %hit.layer.diff_id, "runtime layer unchanged (cached)");
+                plan.ready.insert(
                     arch,
                     Ready {
-                        layer,
-                        listing,
+                        layer: hit.layer,
+                        listing: hit.listing.unwrap_or_default(),
                         packages: locked.len(),
                         cached: true,
                     },
@@ -174,51 +237,72 @@ pub fn layers_in(
         }
     }
     if todo.is_empty() {
-        return Ok(out);
+        return Ok(plan);
     }
-    let all: Vec<Wanted> = todo
+
+    // Every package of every arch still to build, biggest .deb first (the longest unpack).
+    let unpacked = cache.unpacked()?;
+    let mut jobs: Vec<(usize, usize, &Locked)> = todo
         .iter()
-        .flat_map(|(_, _, l)| l.iter().map(|p| wanted(p)))
+        .enumerate()
+        .flat_map(|(a, (_, _, locked))| locked.iter().enumerate().map(move |(i, p)| (a, i, *p)))
         .collect();
-    cache.ensure(&Net::new(), rt.decl.mirror(), &all, mode)?;
+    jobs.sort_by_key(|(_, _, p)| std::cmp::Reverse(p.size));
     let t = std::time::Instant::now();
-    let mut loaded = Vec::new();
-    for (arch, key, locked) in todo {
-        let packages = locked
-            .iter()
-            .map(|p| {
-                Ok(layer::Package {
-                    locked: p,
-                    // Verified again on the bytes actually used (the cache file could change
-                    // between the check and now).
-                    bytes: cache.load(&wanted(p))?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        loaded.push((arch, key, packages));
-    }
-    tracing::debug!(took = ?t.elapsed(), "loaded and verified the .debs");
-    // The arches are independent and compression is CPU-bound: build them concurrently
-    // (issue 7). Each layer's bytes depend only on its own inputs.
-    let built = crate::commands::image::concurrently(&loaded, |(arch, _, packages)| {
-        let t = std::time::Instant::now();
-        let (layer, listing) = layer::build(store, *arch, packages, &rt.prune, epoch, compression)?;
-        tracing::info!(%arch, packages = packages.len(), diff_id = %layer.diff_id, took = ?t.elapsed(), "runtime layer built");
-        Ok((layer, listing))
+    let from_cache = parallel::map(&jobs, |(_, _, p)| {
+        Ok(unpacked.get(&Unpacked::key(&p.sha256, &rt.prune), &p.name))
     })?;
-    for ((arch, key, packages), (layer, listing)) in loaded.iter().zip(built) {
-        layer_cache.put(key, &layer, &listing)?;
-        out.insert(
-            *arch,
-            Ready {
-                layer,
-                listing,
-                packages: packages.len(),
-                cached: false,
-            },
-        );
+    let missing: Vec<Wanted> = jobs
+        .iter()
+        .zip(&from_cache)
+        .filter(|(_, got)| got.is_none())
+        .map(|((_, _, p), _)| wanted(p))
+        .collect();
+    if !missing.is_empty() {
+        cache.ensure(&Net::new(), rt.decl.mirror(), &missing, mode)?;
     }
-    Ok(out)
+    let read = parallel::map(
+        &jobs.iter().zip(from_cache).collect::<Vec<_>>(),
+        |((_, _, p), got)| {
+            if let Some(entries) = got {
+                return Ok(entries.clone());
+            }
+            // Verified again on the bytes actually used (the cache file could change between the
+            // check and now).
+            let bytes = cache.load(&wanted(p))?;
+            let entries = deb::read(&p.name, &bytes, &rt.prune)?;
+            unpacked.put(
+                &Unpacked::key(&p.sha256, &rt.prune),
+                &p.name,
+                &p.sha256,
+                &entries,
+            )?;
+            Ok(entries)
+        },
+    )?;
+    tracing::debug!(took = ?t.elapsed(), unpacked = missing.len(), packages = jobs.len(), "read the packages");
+    let mut per_arch: Vec<BTreeMap<usize, Vec<deb::Entry>>> = vec![BTreeMap::new(); todo.len()];
+    for ((a, i, _), entries) in jobs.iter().zip(read) {
+        per_arch[*a].insert(*i, entries);
+    }
+    for ((arch, key, locked), entries) in todo.into_iter().zip(per_arch) {
+        let named = locked
+            .iter()
+            .map(|p| p.name.as_str())
+            .zip(entries.into_values())
+            .collect();
+        let tree = layer::merge_entries(named)
+            .with_context(|| format!("assembling the runtime layer for {arch}"))?;
+        plan.pending_arches.push((arch, locked.len()));
+        plan.pending.push(Pending {
+            what: format!("the runtime layer for {arch}"),
+            key,
+            listing: Some(Listing::of(&tree)),
+            tree,
+            epoch,
+        });
+    }
+    Ok(plan)
 }
 
 /// The mtime of the runtime layer's entries: the locked release's date, clamped to the build
@@ -362,9 +446,10 @@ pub fn resolve_lock(
 
 /// Decompress a Packages.xz.
 pub fn packages_text(xz: &[u8]) -> anyhow::Result<String> {
+    use std::io::Read;
     let mut out = Vec::with_capacity(xz.len() * 6);
-    lzma_rs::xz_decompress(&mut &xz[..], &mut out)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
+    liblzma::read::XzDecoder::new_multi_decoder(xz)
+        .read_to_end(&mut out)
         .context("decompressing Packages.xz")?;
     String::from_utf8(out).context("Packages is not UTF-8")
 }

@@ -185,3 +185,26 @@ impl Mirror {
         self.files.lock().unwrap().insert(path.to_owned(), bytes);
     }
 }
+
+/// A minimal cargo workspace in `dir`: a `fluxion` package of `crate_version` (a stub binary
+/// `fluxion-main`) and `addon/config.yaml`.
+pub fn workspace_files(dir: &std::path::Path, crate_version: &str, config_yaml: &str) {
+    let write = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nresolver = \"2\"\nmembers = [\"fluxion\"]\n",
+    );
+    write(
+        "fluxion/Cargo.toml",
+        &format!(
+            "[package]\nname = \"fluxion\"\nversion = \"{crate_version}\"\nedition = \"2021\"\n\n\
+             [[bin]]\nname = \"fluxion-main\"\npath = \"src/main.rs\"\n"
+        ),
+    );
+    write("fluxion/src/main.rs", "fn main() {}\n");
+    write("addon/config.yaml", config_yaml);
+}

@@ -16,13 +16,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xtask::addon::AddonConfig;
+use xtask::arch::Arch;
 use xtask::build::Binary;
-use xtask::commands::image::{write_multi_arch_to, write_single_arch_layout, MultiBuilt};
 use xtask::epoch::Epoch;
-use xtask::image::arch::Arch;
+use xtask::image::index::{self, MultiArch};
 use xtask::image::layer::{Data, Node, Tree};
 use xtask::image::store::BlobStore;
 use xtask::image::{app, Image};
+use xtask::publish::hybrid_archive::HybridArchive;
+use xtask::publish::oci_layout::{MultiArchLayout, PerArchLayouts};
+use xtask::publish::{full_name, Assembled, Publisher, Written};
 
 pub const EPOCH: Epoch = Epoch(1_700_000_000);
 
@@ -44,7 +47,7 @@ pub fn require(what: &str, present: bool) -> bool {
 pub fn have(tool: &str) -> bool {
     require(
         &format!("`{tool}` on PATH"),
-        xtask::build::cross::which(tool).is_some(),
+        xtask::host::which(tool).is_some(),
     )
 }
 
@@ -97,11 +100,11 @@ pub fn image(store: &BlobStore, addon: &AddonConfig, arch: Arch, variant: &str) 
     )
     .unwrap();
     let base = base.write_layer(store, EPOCH).unwrap();
-    let binary = Binary {
+    let binary = Binary::new(
         arch,
-        path: PathBuf::from("fluxion-main"),
-        bytes: app_bytes(arch, variant),
-    };
+        PathBuf::from("fluxion-main"),
+        app_bytes(arch, variant),
+    );
     let app = app::tree(&binary)
         .unwrap()
         .write_layer(store, EPOCH)
@@ -116,7 +119,18 @@ pub fn image(store: &BlobStore, addon: &AddonConfig, arch: Arch, variant: &str) 
     .unwrap()
 }
 
-/// Both arches written every way into `images_dir`, as `cargo xtask image --arch all` does.
+/// The multi-arch outputs of `publish`, and the index they share.
+pub struct MultiBuilt {
+    pub multi: MultiArch,
+    /// The full reference the layout's index.json names: `docker.io/library/fluxion-ha:<v>`.
+    pub name: String,
+    pub layout: PathBuf,
+    pub archive: PathBuf,
+    pub written: Written,
+}
+
+/// Both arches written every way into `images_dir` by the publishers `cargo xtask image
+/// --arch all` uses (the single-arch layouts, the multi-arch layout, the hybrid archive).
 pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, PathBuf>) {
     let addon = addon();
     let store = BlobStore::open(&images_dir.join("blobs/sha256")).unwrap();
@@ -124,17 +138,32 @@ pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, 
         .iter()
         .map(|&a| image(&store, &addon, a, variant))
         .collect();
-    let singles = images
-        .iter()
-        .map(|i| {
-            (
-                i.arch,
-                write_single_arch_layout(images_dir, i, &addon.version).unwrap(),
-            )
-        })
+    let multi = index::assemble(&store, images.clone()).unwrap();
+    let assembled = Assembled {
+        images,
+        multi: Some(multi.clone()),
+        epoch: EPOCH,
+        version: addon.version.clone(),
+    };
+    let dir = images_dir.to_owned();
+    let singles = PerArchLayouts { dir: dir.clone() }
+        .publish(&assembled)
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.arch.unwrap(), o.path.unwrap()))
         .collect();
-    let multi = write_multi_arch_to(images_dir, &addon.version, images, EPOCH).unwrap();
-    (multi, singles)
+    let layout = MultiArchLayout { dir: dir.clone() }
+        .publish(&assembled)
+        .unwrap();
+    let archive = HybridArchive { dir }.publish(&assembled).unwrap();
+    let built = MultiBuilt {
+        multi,
+        name: full_name(&addon.version),
+        layout: layout[0].path.clone().unwrap(),
+        archive: archive[0].path.clone().unwrap(),
+        written: archive[0].written.clone().unwrap(),
+    };
+    (built, singles)
 }
 
 /// A fresh temp dir with a short path (unix socket paths are limited to 108 bytes).
@@ -428,7 +457,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 /// FLUXION_REQUIRE_TOOLS=1).
 pub fn tool(name: &str) -> Option<PathBuf> {
     if have(name) {
-        xtask::build::cross::which(name)
+        xtask::host::which(name)
     } else {
         None
     }

@@ -1,8 +1,10 @@
-//! The four names of each architecture (Home Assistant, OCI, Rust target, ELF machine), in one place.
+//! Every name of each architecture we ship (Home Assistant, OCI, Rust target, ELF machine,
+//! Debian), in one place: build, assemble, publish, the runtime layer, the add-on checks and the
+//! command line all map through here.
 use std::fmt;
 
 /// An architecture we ship. Every mapping between its names lives here and nowhere else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Arch {
     Amd64,
     Aarch64,
@@ -72,6 +74,7 @@ impl Arch {
         Arch::ALL.into_iter().find(|a| a.debian_arch() == name)
     }
 
+    /// The architecture Home Assistant calls `name` (also what the command line takes).
     pub fn from_hass(name: &str) -> Option<Arch> {
         Arch::ALL.into_iter().find(|a| a.hass_arch() == name)
     }

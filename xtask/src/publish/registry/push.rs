@@ -1,0 +1,207 @@
+//! The push itself: every blob each repository lacks, then per-arch manifests by digest, then
+//! the index by digest, tags last — an interrupted push never leaves a tag pointing at
+//! something incomplete, and re-running it finishes the job; and the publisher that checks the
+//! Supervisor contract before it pushes.
+use std::cell::RefCell;
+
+use anyhow::Context;
+
+use super::auth::Credentials;
+use super::client::Repo;
+use super::reference::{check_tag, Reference};
+use crate::addon::AddonConfig;
+use crate::image::index::MultiArch;
+use crate::image::store::Blob;
+use crate::publish::{contract, Assembled, Format, Output, Publisher};
+
+/// What a push did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// Digests uploaded, in order (repository-qualified duplicates counted once per repo).
+    pub uploaded: Vec<String>,
+    pub skipped: Vec<String>,
+    pub bytes: u64,
+    /// `repo@digest` of every manifest and index put, in order.
+    pub manifests: Vec<String>,
+    /// `repo:tag` -> digest, written last.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Push `multi` to `target` under `tags`, and with `per_arch` each image to
+/// `<registry>/<dir>/<hass arch>-<name>` too. Order: every blob in every repository, then
+/// per-arch manifests by digest, then the index by digest, then the tags.
+pub fn push(
+    target: &Reference,
+    multi: &MultiArch,
+    tags: &[String],
+    per_arch: bool,
+    creds: Option<Credentials>,
+    insecure: bool,
+) -> anyhow::Result<Report> {
+    for t in tags {
+        check_tag(t)?;
+    }
+    let mut report = Report::default();
+    let mut main = Repo::connect(target, creds.clone(), insecure)?;
+    let mut arch_repos = Vec::new();
+    if per_arch {
+        for image in &multi.images {
+            let r = target.per_arch(image.arch.hass_arch());
+            arch_repos.push((image, Repo::connect(&r, creds.clone(), insecure)?));
+        }
+    }
+
+    // 1. blobs (layers and configs), skipping what each repository already has.
+    let all: Vec<&Blob> = multi
+        .images
+        .iter()
+        .flat_map(|i| i.layers.iter().map(|l| &l.blob).chain([&i.config]))
+        .collect();
+    push_blobs(&mut main, &all, &mut report)?;
+    for (image, repo) in &mut arch_repos {
+        let blobs: Vec<&Blob> = image
+            .layers
+            .iter()
+            .map(|l| &l.blob)
+            .chain([&image.config])
+            .collect();
+        push_blobs(repo, &blobs, &mut report)?;
+    }
+    // 2. per-arch manifests, by digest (untagged until step 4).
+    for image in &multi.images {
+        main.put_manifest(&image.manifest.digest, &image.manifest)?;
+        report
+            .manifests
+            .push(format!("{}@{}", main.reference, image.manifest.digest));
+    }
+    for (image, repo) in &mut arch_repos {
+        repo.put_manifest(&image.manifest.digest, &image.manifest)?;
+        report
+            .manifests
+            .push(format!("{}@{}", repo.reference, image.manifest.digest));
+    }
+    // 3. the index, by digest: every manifest it lists is now present.
+    main.put_manifest(&multi.index.digest, &multi.index)?;
+    report
+        .manifests
+        .push(format!("{}@{}", main.reference, multi.index.digest));
+    // 4. tags, last.
+    for tag in tags {
+        main.put_manifest(tag, &multi.index)?;
+        report.tags.push((
+            format!("{}:{tag}", main.reference),
+            multi.index.digest.clone(),
+        ));
+    }
+    for (image, repo) in &mut arch_repos {
+        for tag in tags {
+            repo.put_manifest(tag, &image.manifest)?;
+            report.tags.push((
+                format!("{}:{tag}", repo.reference),
+                image.manifest.digest.clone(),
+            ));
+        }
+    }
+    Ok(report)
+}
+
+fn push_blobs(repo: &mut Repo, blobs: &[&Blob], report: &mut Report) -> anyhow::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for blob in blobs {
+        if !seen.insert(&blob.digest) {
+            continue;
+        }
+        if repo.has_blob(blob)? {
+            tracing::debug!(digest = %blob.digest, repo = %repo.reference, "already there");
+            report.skipped.push(blob.digest.clone());
+        } else {
+            tracing::info!(digest = %blob.digest, size = blob.size, repo = %repo.reference, "uploading");
+            repo.upload_blob(blob)?;
+            report.uploaded.push(blob.digest.clone());
+            report.bytes += blob.size;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the multi-arch index (and with `per_arch` each image alone) to `target` under
+/// `tags`, after checking the Home Assistant Supervisor contract; `report` tells what it did.
+pub struct Registry {
+    pub target: Reference,
+    pub tags: Vec<String>,
+    pub per_arch: bool,
+    pub creds: Option<Credentials>,
+    pub insecure: bool,
+    /// The add-on the images are for, and the fluxion crate version (contract.rs).
+    pub addon: AddonConfig,
+    pub fluxion_version: String,
+    report: RefCell<Option<Report>>,
+}
+
+impl Registry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        target: Reference,
+        tags: Vec<String>,
+        per_arch: bool,
+        creds: Option<Credentials>,
+        insecure: bool,
+        addon: AddonConfig,
+        fluxion_version: String,
+    ) -> Registry {
+        Registry {
+            target,
+            tags,
+            per_arch,
+            creds,
+            insecure,
+            addon,
+            fluxion_version,
+            report: RefCell::new(None),
+        }
+    }
+
+    /// What the last `publish` pushed and skipped.
+    pub fn report(&self) -> Option<Report> {
+        self.report.borrow().clone()
+    }
+}
+
+impl Publisher for Registry {
+    fn format(&self) -> Format {
+        Format::Registry
+    }
+
+    fn needs_index(&self) -> bool {
+        true
+    }
+
+    fn publish(&self, a: &Assembled) -> anyhow::Result<Vec<Output>> {
+        let multi = a.multi("a registry push")?;
+        contract::check(&self.addon, &self.fluxion_version, multi, &self.tags)
+            .context("refusing to push: the images break the Home Assistant Supervisor contract")?;
+        let report = push(
+            &self.target,
+            multi,
+            &self.tags,
+            self.per_arch,
+            self.creds.clone(),
+            self.insecure,
+        )
+        .with_context(|| format!("pushing to {}", self.target))?;
+        let out = report
+            .tags
+            .iter()
+            .map(|(tag, digest)| Output {
+                format: Format::Registry,
+                arch: None,
+                location: tag.clone(),
+                path: None,
+                names: vec![digest.clone()],
+                written: None,
+            })
+            .collect();
+        *self.report.borrow_mut() = Some(report);
+        Ok(out)
+    }
+}
