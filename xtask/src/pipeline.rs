@@ -250,8 +250,9 @@ pub fn publish(
 }
 
 /// The outputs `cargo xtask image` writes into the images dir: per arch the docker-archive
-/// (with its `result-<arch>` link at the workspace root), the single-arch OCI layout and the
-/// SBOM; with several arches also the multi-arch layout and the OCI + docker archive.
+/// (with its `result-<arch>` link at the workspace root or in FLUXION_OUT_DIR), the
+/// single-arch OCI layout and the SBOM; with several arches also the multi-arch layout and the
+/// OCI + docker archive.
 pub struct ImageOutputs {
     pub archives: DockerArchives,
     pub layouts: PerArchLayouts,
@@ -266,7 +267,7 @@ impl ImageOutputs {
         ImageOutputs {
             archives: DockerArchives {
                 dir: dir.clone(),
-                result_links: Some(ws.root.clone()),
+                result_links: Some(ws.result_links_dir().to_owned()),
             },
             layouts: PerArchLayouts { dir: dir.clone() },
             sboms: SpdxFiles { dir: dir.clone() },
