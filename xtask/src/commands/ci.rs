@@ -86,6 +86,11 @@ impl flags::Ci {
                     .as_ref()
                     .context("the multi-arch archive's digest was not recorded")?;
                 ours.insert(repro::MULTI_ARCH.to_owned(), sha.sha256.clone());
+                for o in built.outputs.iter().filter(|o| o.format == Format::Spdx) {
+                    if let (Some(arch), Some(w)) = (o.arch, &o.written) {
+                        ours.insert(repro::sbom_key(&arch.to_string()), w.sha256.clone());
+                    }
+                }
                 repro::compare(&ours, &theirs)
             })?;
         }

@@ -37,7 +37,7 @@ impl flags::Sbom {
         .with_context(|| format!("parsing {}", path.display()))?;
         let written = o.written.as_ref().context("the SBOM output has no size")?;
         println!(
-            "{} ({}, sha256:{}) describes {} {}",
+            "{} ({}, {}) describes {} {}",
             path.strip_prefix(&ws.root).unwrap_or(path).display(),
             human(written.size),
             written.sha256,

@@ -51,7 +51,7 @@ impl Publisher for SpdxFiles {
                     path: Some(path),
                     names: vec![sbom.document.digest.clone()],
                     written: Some(Written {
-                        sha256: sbom.document.hex().to_owned(),
+                        sha256: sbom.document.digest.clone(),
                         size: sbom.document.size,
                     }),
                 })
