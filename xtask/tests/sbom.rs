@@ -334,3 +334,120 @@ fn a_push_makes_each_sbom_a_referrer_of_its_arch_manifest() {
     ));
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
 }
+
+/// A registry with the referrers API (distribution-spec 1.1, as ghcr.io and registry 3 have
+/// it; docker-registry 2.8 cannot play one): it keeps every manifest put by digest and answers
+/// `GET /v2/<name>/referrers/<digest>` with an index of those whose `subject` is that digest.
+/// Returns its address and the log of `method path` it served.
+fn referrers_api_registry() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server_log = log.clone();
+    // Detached: it serves until the test process ends.
+    std::thread::spawn(move || {
+        let mut blobs = std::collections::BTreeSet::new();
+        let mut manifests: Vec<(String, Value)> = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let Some(req) = read_request(&stream) else {
+                continue;
+            };
+            server_log
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", req.method, req.path));
+            let path = req.path.split('?').next().unwrap().to_owned();
+            let digest = xtask::image::hash::sha256(&req.body);
+            let (status, headers, body): (&str, Vec<String>, String) = if path == "/v2/" {
+                ("200 OK", vec![], String::new())
+            } else if req.method == "HEAD" {
+                let d = path.rsplit('/').next().unwrap().to_owned();
+                let status = if blobs.contains(&d) {
+                    "200 OK"
+                } else {
+                    "404 Not Found"
+                };
+                (status, vec![], String::new())
+            } else if req.method == "POST" {
+                let loc = "location: /v2/fluxion/blobs/uploads/u1".to_owned();
+                ("202 Accepted", vec![loc], String::new())
+            } else if req.method == "PUT" && path.contains("/blobs/uploads/") {
+                blobs.insert(digest.clone());
+                let h = format!("docker-content-digest: {digest}");
+                ("201 Created", vec![h], String::new())
+            } else if req.method == "PUT" && path.contains("/manifests/") {
+                let m: Value = serde_json::from_slice(&req.body).unwrap();
+                let mut h = vec![format!("docker-content-digest: {digest}")];
+                if let Some(s) = m["subject"]["digest"].as_str() {
+                    h.push(format!("oci-subject: {s}"));
+                }
+                manifests.push((digest, m));
+                ("201 Created", h, String::new())
+            } else if req.method == "GET" && path.contains("/referrers/") {
+                let subject = path.rsplit('/').next().unwrap();
+                let listed: Vec<Value> = manifests
+                    .iter()
+                    .filter(|(_, m)| m["subject"]["digest"] == subject)
+                    .map(|(d, m)| {
+                        serde_json::json!({"mediaType": m["mediaType"], "digest": d,
+                            "size": serde_json::to_vec(m).unwrap().len(),
+                            "artifactType": m["artifactType"]})
+                    })
+                    .collect();
+                let index = serde_json::json!({"schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": listed});
+                let ct = "content-type: application/vnd.oci.image.index.v1+json".to_owned();
+                ("200 OK", vec![ct], index.to_string())
+            } else {
+                ("404 Not Found", vec![], String::new())
+            };
+            let mut resp = format!(
+                "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
+                body.len()
+            );
+            for h in headers {
+                resp.push_str(&h);
+                resp.push_str("\r\n");
+            }
+            resp.push_str("\r\n");
+            resp.push_str(&body);
+            stream.write_all(resp.as_bytes()).unwrap();
+        }
+    });
+    (addr, log)
+}
+
+#[test]
+fn a_registry_with_the_referrers_api_gets_no_tag_schema_index() {
+    let (addr, log) = referrers_api_registry();
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = publish(dir.path(), "v1");
+    let store = BlobStore::open(&dir.path().join("blobs/sha256")).unwrap();
+    let version = addon().version;
+    let sboms: Vec<Sbom> = m
+        .multi
+        .images
+        .iter()
+        .map(|i| sbom::make(&store, &workspace(), &lock(), i, &version, EPOCH).unwrap())
+        .collect();
+    let to = registry::Reference::parse(&format!("{addr}/fluxion")).unwrap();
+    let report =
+        registry::push::push_with(&to, &m.multi, &sboms, &[version], false, None, true).unwrap();
+    assert_eq!(report.referrers.len(), 2, "{report:?}");
+    for r in &report.referrers {
+        assert_eq!(r.found, registry::referrer::Found::ReferrersApi, "{r:?}");
+    }
+    let log = log.lock().unwrap();
+    // Each artifact manifest put by its digest, and no `sha256-<hex>` tag anywhere.
+    for s in &sboms {
+        let put = format!("PUT /v2/fluxion/manifests/{}", s.manifest.digest);
+        assert!(log.contains(&put), "{put} missing from {log:?}");
+    }
+    assert!(
+        !log.iter().any(|l| l.contains("/manifests/sha256-")),
+        "a referrers-API registry got the fallback: {log:?}"
+    );
+}
