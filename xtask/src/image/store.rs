@@ -15,7 +15,7 @@ use super::layer::FileRef;
 use crate::atomic::AtomicFile;
 
 /// A stored blob and the descriptor facts about it (OCI image-spec descriptor.md).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Blob {
     pub digest: String,
     pub size: u64,

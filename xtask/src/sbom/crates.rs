@@ -21,7 +21,7 @@ use xshell::{cmd, Shell};
 use crate::arch::Arch;
 
 /// One crate in the binary.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize)]
 pub struct Crate {
     pub name: String,
     pub version: String,
@@ -36,7 +36,7 @@ pub struct Crate {
 }
 
 /// The root crate (`fluxion`) and every crate compiled into its binary for `arch`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct Crates {
     pub root: Crate,
     pub deps: Vec<Crate>,

@@ -86,7 +86,11 @@ impl Sbom {
     }
 }
 
-/// The SBOMs of `images`, through the SBOM cache in `images_dir` (see `Remembered`).
+/// The SBOMs of `images`. What is slow to learn — the crates (two cargo processes) and the
+/// copyright files (reading the runtime layer) — is remembered in `<images_dir>/cache/sbom/`
+/// (see `facts_key`); the document itself is made again every run (milliseconds) and stored
+/// only when its bytes are new, so an app-only rebuild asks cargo nothing and a no-op writes
+/// nothing.
 pub fn for_images(
     images_dir: &Path,
     store: &BlobStore,
@@ -101,48 +105,48 @@ pub fn for_images(
     images
         .iter()
         .map(|image| {
-            let key = cache_key(&inputs, image, version, epoch);
-            let entry = dir.join(format!("{key}.json"));
+            let entry = dir.join(format!("{}.json", facts_key(&inputs, image)));
             let remembered = std::fs::read(&entry)
                 .ok()
-                .and_then(|b| serde_json::from_slice::<Blob>(&b).ok())
-                .map(|b| Blob {
-                    path: store.path(&b.digest),
-                    ..b
-                })
-                .filter(|b| VerifyingReader::open(b).is_ok_and(|r| r.finish().is_ok()));
-            let document = match remembered {
-                Some(b) => b,
+                .and_then(|b| serde_json::from_slice::<Facts>(&b).ok());
+            let facts = match remembered {
+                Some(f) => f,
                 None => {
-                    let crates = crates::of(root, image.arch)?;
-                    let doc = document(
-                        image,
-                        version,
-                        epoch,
-                        lock,
-                        &copyright_files(image)?,
-                        &crates,
-                    )?;
-                    let b = store.put(&json::to_canonical(&doc), ARTIFACT_TYPE)?;
-                    std::fs::create_dir_all(&dir)?;
-                    crate::atomic::write(&entry, &json::to_canonical(&b))?;
-                    b
+                    let f = Facts {
+                        crates: crates::of(root, image.arch)?,
+                        copyrights: copyright_files(image)?,
+                    };
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    crate::atomic::write(&entry, &json::to_canonical(&f))?;
+                    f
                 }
             };
+            let doc = document(
+                image,
+                version,
+                epoch,
+                lock,
+                &facts.copyrights,
+                &facts.crates,
+            )?;
+            let document = store.put(&json::to_canonical(&doc), ARTIFACT_TYPE)?;
             attach(store, image, document, epoch)
         })
         .collect()
 }
 
-/// What decides the crates and licences besides the image: addon/runtime.lock (mirrors and
-/// suites, which the layer does not show), Cargo.lock and the workspace's manifests (what
-/// `cargo metadata` answers from), and this module's `FORMAT`.
+/// What the SBOM of an image needs besides the lock: its crates and its copyright files.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Facts {
+    crates: Crates,
+    copyrights: BTreeMap<String, String>,
+}
+
+/// What decides the crates: Cargo.lock and the workspace's manifests (what `cargo metadata`
+/// and `cargo tree` answer from), and this module's `FORMAT`.
 fn workspace_inputs(root: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut files = vec![
-        crate::runtime::lock_path(root),
-        root.join("Cargo.lock"),
-        root.join("Cargo.toml"),
-    ];
+    let mut files = vec![root.join("Cargo.lock"), root.join("Cargo.toml")];
     let mut members: Vec<PathBuf> = std::fs::read_dir(root)
         .with_context(|| format!("listing {}", root.display()))?
         .flatten()
@@ -163,14 +167,15 @@ fn workspace_inputs(root: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(h.finalize().to_vec())
 }
 
-fn cache_key(inputs: &[u8], image: &Image, version: &str, epoch: Epoch) -> String {
+/// The facts of `image`: the workspace inputs, its target, and the layers below its app layer
+/// (the copyright files are theirs). The app layer is not in it: an app-only change keeps it.
+fn facts_key(inputs: &[u8], image: &Image) -> String {
     let mut h = Sha256::new();
     h.update(inputs);
-    for field in [
-        image.manifest.digest.as_str(),
-        version,
-        &epoch.0.to_string(),
-    ] {
+    let below_app = &image.layers[..image.layers.len().saturating_sub(1)];
+    let fields = std::iter::once(image.arch.rust_target())
+        .chain(below_app.iter().map(|l| l.blob.digest.as_str()));
+    for field in fields {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());
     }
