@@ -343,10 +343,12 @@ fn interrupting_a_run_at_each_temp_file_leaves_no_debris_and_the_next_run_finish
         format!("{cache}/unpacked/."),
         "/blobs/sha256/.blob.tmp".to_owned(),
         "/cache/layers/.".to_owned(),
+        "/cache/sbom/.".to_owned(),
         ".fluxion-ha-amd64.tar.tmp".to_owned(),
         ".fluxion-ha-amd64.tar.inputs.json.tmp".to_owned(),
         ".result-amd64.tmp".to_owned(),
         ".fluxion-ha-amd64.oci.tmp".to_owned(),
+        ".fluxion-ha-amd64.spdx.json.tmp".to_owned(),
         ".fluxion-ha.oci.tmp".to_owned(),
         ".fluxion-ha.tar.tmp".to_owned(),
     ];

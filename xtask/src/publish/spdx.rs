@@ -1,13 +1,11 @@
 //! `<dir>/fluxion-ha-<arch>.spdx.json`: each image's SBOM (sbom/), the SPDX 2.3 JSON document
-//! exactly as the store holds it (the bytes the registry referrer carries), written to a temp
+//! (the same bytes the registry referrer carries), written to a temp
 //! file beside it and renamed. An SBOM already there with the same bytes is not rewritten (a
 //! no-op rebuild writes nothing, issue 7).
-use std::io::Read;
 use std::path::PathBuf;
 
 use super::{Assembled, Format, Output, Publisher, Written};
 use crate::atomic;
-use crate::image::store::VerifyingReader;
 use crate::sbom::Sbom;
 
 #[derive(Debug, Clone)]
@@ -36,12 +34,9 @@ impl Publisher for SpdxFiles {
             .map(|image| {
                 let sbom = a.sbom(image.arch, "the SPDX file")?;
                 let path = self.path(sbom);
-                let mut bytes = Vec::with_capacity(sbom.document.size as usize);
-                let mut r = VerifyingReader::open(&sbom.document)?;
-                r.read_to_end(&mut bytes)?;
-                r.finish()?;
-                if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-                    atomic::write(&path, &bytes)?;
+                let bytes = &sbom.document.bytes;
+                if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+                    atomic::write(&path, bytes)?;
                 }
                 tracing::info!(arch = %image.arch, sbom = %path.display(), "SBOM written");
                 Ok(Output {

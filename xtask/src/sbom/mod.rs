@@ -51,19 +51,51 @@ pub const IMAGE_ID: &str = "SPDXRef-Image";
 const TITLE: &str = "org.opencontainers.image.title";
 const CREATED: &str = "org.opencontainers.image.created";
 
+/// Bytes with their descriptor facts, not yet in the blob store: an SBOM is written to the
+/// images dir as a file and goes into the store only when a push needs blobs to upload (so
+/// `clean --cache` has nothing of it to keep, and a no-op writes no blob).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    pub bytes: std::sync::Arc<[u8]>,
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+impl Content {
+    fn new(bytes: Vec<u8>, media_type: &str) -> Content {
+        Content {
+            digest: crate::image::hash::sha256(&bytes),
+            size: bytes.len() as u64,
+            media_type: media_type.to_owned(),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// Put into `store` (unless there with these bytes already), for an upload.
+    pub fn stored(&self, store: &BlobStore) -> anyhow::Result<Blob> {
+        store.put(&self.bytes, &self.media_type)
+    }
+
+    /// The hex of the sha256 digest.
+    pub fn hex(&self) -> &str {
+        self.digest.trim_start_matches("sha256:")
+    }
+}
+
 /// One image's SBOM: the document, and the artifact manifest that makes it a referrer of the
-/// image's manifest (`subject`), all in the blob store.
+/// image's manifest (`subject`).
 #[derive(Debug, Clone)]
 pub struct Sbom {
     pub arch: Arch,
-    /// The store its blobs are in (a registry push puts the referrers index there too).
+    /// The store a push puts these into (it keeps the referrers index there too).
     pub store: BlobStore,
     /// The SPDX JSON document (media type `application/spdx+json`).
-    pub document: Blob,
+    pub document: Content,
     /// The empty config (`{}`, `application/vnd.oci.empty.v1+json`).
-    pub config: Blob,
+    pub config: Content,
     /// The artifact manifest (`artifactType: application/spdx+json`, `subject`).
-    pub manifest: Blob,
+    pub manifest: Content,
     /// The image manifest it describes.
     pub subject: Blob,
     /// The artifact manifest's annotations (repeated in a referrers list).
@@ -74,15 +106,6 @@ impl Sbom {
     /// The file name of the document (`fluxion-ha-amd64.spdx.json`).
     pub fn file_name(arch: Arch) -> String {
         format!("{REPO}-{arch}.spdx.json")
-    }
-
-    /// The document, parsed back (for `cargo xtask sbom`'s table).
-    pub fn read(&self) -> anyhow::Result<Document> {
-        let mut bytes = Vec::new();
-        let mut r = VerifyingReader::open(&self.document)?;
-        r.read_to_end(&mut bytes)?;
-        r.finish()?;
-        serde_json::from_slice(&bytes).context("parsing the SBOM back")
     }
 }
 
@@ -130,8 +153,7 @@ pub fn for_images(
                 &facts.copyrights,
                 &facts.crates,
             )?;
-            let document = store.put(&json::to_canonical(&doc), ARTIFACT_TYPE)?;
-            attach(store, image, document, epoch)
+            Ok(attach(store, image, &doc, epoch))
         })
         .collect()
 }
@@ -182,8 +204,8 @@ fn facts_key(inputs: &[u8], image: &Image) -> String {
     format!("{:x}", h.finalize())
 }
 
-/// The SBOM of `image` (built for `root`'s workspace from `lock`), stored in `store`, with no
-/// cache: what `for_images` remembers, and what the tests compare it with.
+/// The SBOM of `image` (built for `root`'s workspace from `lock`), to be pushed from `store`,
+/// with no cache: what `for_images` remembers, and what the tests compare it with.
 pub fn make(
     store: &BlobStore,
     root: &Path,
@@ -195,14 +217,14 @@ pub fn make(
     let crates = crates::of(root, image.arch)?;
     let copyrights = copyright_files(image)?;
     let doc = document(image, version, epoch, lock, &copyrights, &crates)?;
-    let document = store.put(&json::to_canonical(&doc), ARTIFACT_TYPE)?;
-    attach(store, image, document, epoch)
+    Ok(attach(store, image, &doc, epoch))
 }
 
 /// The artifact manifest for `document` with `image` as its subject.
-fn attach(store: &BlobStore, image: &Image, document: Blob, epoch: Epoch) -> anyhow::Result<Sbom> {
+fn attach(store: &BlobStore, image: &Image, doc: &Document, epoch: Epoch) -> Sbom {
     let arch = image.arch;
-    let config = store.put(EMPTY, EMPTY_MEDIA_TYPE)?;
+    let document = Content::new(json::to_canonical(doc), ARTIFACT_TYPE);
+    let config = Content::new(EMPTY.to_vec(), EMPTY_MEDIA_TYPE);
     let annotations = BTreeMap::from([
         (CREATED.to_owned(), epoch.rfc3339()),
         (TITLE.to_owned(), Sbom::file_name(arch)),
@@ -229,9 +251,9 @@ fn attach(store: &BlobStore, image: &Image, document: Blob, epoch: Epoch) -> any
         "subject": desc(&image.manifest),
         "annotations": annotations,
     });
-    let manifest = store.put(&json::to_canonical(&m), manifest::MEDIA_TYPE)?;
+    let manifest = Content::new(json::to_canonical(&m), manifest::MEDIA_TYPE);
     tracing::debug!(%arch, document = %document.digest, size = document.size, "SBOM");
-    Ok(Sbom {
+    Sbom {
         arch,
         store: store.clone(),
         document,
@@ -239,7 +261,7 @@ fn attach(store: &BlobStore, image: &Image, document: Blob, epoch: Epoch) -> any
         manifest,
         subject: image.manifest.clone(),
         annotations,
-    })
+    }
 }
 
 /// `usr/share/doc/<package>/copyright` of every package, read from the image's layers below
@@ -300,6 +322,7 @@ pub fn document(
         supplier: None,
         package_file_name: None,
         download_location: NOASSERTION.to_owned(),
+        source_info: None,
         files_analyzed: false,
         checksums: vec![Checksum::sha256(hex)],
         license_concluded: NOASSERTION.to_owned(),
@@ -347,7 +370,14 @@ pub fn document(
             version_info: p.version.clone(),
             supplier: None,
             package_file_name: p.filename.rsplit('/').next().map(str::to_owned),
-            download_location: format!("{}/{}", suite.mirror.trim_end_matches('/'), p.filename),
+            // Not the mirror's URL: where a file was fetched is no property of the package (the
+            // same packages from a fallback mirror or a local one give the same SBOM); the
+            // purl, the file name and the sha256 identify it.
+            download_location: NOASSERTION.to_owned(),
+            source_info: Some(format!(
+                "Debian suite {} (addon/runtime.lock), pool file {}",
+                suite.name, p.filename
+            )),
             files_analyzed: false,
             checksums: vec![Checksum::sha256(&p.sha256)],
             license_concluded: NOASSERTION.to_owned(),
@@ -432,6 +462,7 @@ fn crate_package(c: &Crate, purpose: &str) -> Package {
         } else {
             NOASSERTION.to_owned()
         },
+        source_info: None,
         files_analyzed: false,
         checksums: c.checksum.iter().map(|h| Checksum::sha256(h)).collect(),
         license_concluded: NOASSERTION.to_owned(),

@@ -54,6 +54,9 @@ pub struct Package {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_file_name: Option<String>,
     pub download_location: String,
+    /// Clause 7.19: where the package came from, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_info: Option<String>,
     /// Clause 7.8: false — the files of the package are not listed one by one.
     pub files_analyzed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -50,12 +50,13 @@ pub fn tag_for(digest: &str) -> String {
 /// updated fallback index goes into the SBOM's store first (pushed like every other manifest,
 /// from a verified blob).
 pub fn attach(repo: &mut Repo, sbom: &Sbom) -> anyhow::Result<Attached> {
-    for blob in [&sbom.config, &sbom.document] {
-        if !repo.has_blob(blob)? {
-            repo.upload_blob(blob)?;
+    for content in [&sbom.config, &sbom.document] {
+        let blob = content.stored(&sbom.store)?;
+        if !repo.has_blob(&blob)? {
+            repo.upload_blob(&blob)?;
         }
     }
-    repo.put_manifest(&sbom.manifest.digest, &sbom.manifest)
+    repo.put_manifest(&sbom.manifest.digest, &sbom.manifest.stored(&sbom.store)?)
         .context("putting the SBOM's artifact manifest")?;
     let subject = &sbom.subject.digest;
     let referrer = format!("{}@{}", repo.reference, sbom.manifest.digest);
