@@ -2,7 +2,9 @@
 //! (`pyspdxtools`, PyPI spdx-tools), name bash and tokio at their locked versions with purls,
 //! are the same bytes when made again from nothing, and a push to a real registry (Debian's
 //! `docker-registry` on 127.0.0.1, which has no referrers API) makes each findable as a
-//! referrer of its image's manifest through the referrers tag schema.
+//! referrer of its image's manifest through the referrers tag schema — from the library and
+//! from `cargo xtask push` with the real images; a registry with the referrers API (a
+//! stand-in) gets no tag-schema index.
 mod support;
 
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ fn pyspdxtools() -> Option<PathBuf> {
     }
 }
 
-/// The two tests on the real images' SBOM files take turns (one removes and rewrites them).
+/// The tests on the real images' SBOM files take turns (one removes and rewrites them).
 static FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn lock() -> Lock {
@@ -450,4 +452,33 @@ fn a_registry_with_the_referrers_api_gets_no_tag_schema_index() {
         !log.iter().any(|l| l.contains("/manifests/sha256-")),
         "a referrers-API registry got the fallback: {log:?}"
     );
+}
+
+#[test]
+fn cargo_xtask_push_attaches_the_real_sboms_to_the_real_manifests() {
+    if !have("skopeo") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let _turn = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let rows = built_images();
+    let target = format!("{}/fluxion", reg.addr);
+    let out = run(xtask().args(["push", &target, "--per-arch-repos"]));
+    for row in rows {
+        let sbom = std::fs::read(sbom_path(&row.arch)).unwrap();
+        let sbom_digest = xtask::image::hash::sha256(&sbom);
+        let hex = row.manifest_digest.trim_start_matches("sha256:");
+        for repo in ["fluxion".to_owned(), format!("{}-fluxion", row.arch)] {
+            let index = skopeo_raw(&format!("{}/{repo}:sha256-{hex}", reg.addr));
+            let listed = index["manifests"].as_array().unwrap();
+            assert_eq!(listed.len(), 1, "{repo}: {index}");
+            assert_eq!(listed[0]["artifactType"], ARTIFACT_TYPE);
+            let digest = listed[0]["digest"].as_str().unwrap();
+            assert!(out.contains(digest), "push does not name {digest}:\n{out}");
+            let artifact = skopeo_raw(&format!("{}/{repo}@{digest}", reg.addr));
+            assert_eq!(artifact["subject"]["digest"], row.manifest_digest.as_str());
+            // The document the registry holds is the file `image` wrote.
+            assert_eq!(artifact["layers"][0]["digest"], sbom_digest.as_str());
+        }
+    }
 }
