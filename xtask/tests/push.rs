@@ -343,7 +343,6 @@ fn bearer_token_flow_with_docker_config_credentials() {
     // token endpoint wants Basic credentials and the repository scope. It stores what it is
     // sent and answers with the real sha256 of it, as a registry does.
     use base64::Engine as _;
-    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
@@ -424,17 +423,7 @@ fn bearer_token_flow_with_docker_config_credentials() {
             } else {
                 ("500 Internal Server Error", vec![], String::new())
             };
-            let mut resp = format!(
-                "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
-                body.len()
-            );
-            for h in headers {
-                resp.push_str(&h);
-                resp.push_str("\r\n");
-            }
-            resp.push_str("\r\n");
-            resp.push_str(&body);
-            stream.write_all(resp.as_bytes()).unwrap();
+            write_response(&mut stream, status, &headers, &body);
         }
     });
 

@@ -233,6 +233,20 @@ fn the_sbom_is_the_same_bytes_when_made_again_from_nothing() {
     assert_ne!(a.document.digest, c.document.digest);
 }
 
+/// The two-arch fixture images (support::publish) in `dir`, and an SBOM of each.
+fn fixture_with_sboms(dir: &std::path::Path) -> (MultiBuilt, Vec<Sbom>) {
+    let (m, _) = publish(dir, "v1");
+    let store = BlobStore::open(&dir.join("blobs/sha256")).unwrap();
+    let version = addon().version;
+    let sboms = m
+        .multi
+        .images
+        .iter()
+        .map(|i| sbom::make(&store, &workspace(), &lock(), i, &version, EPOCH).unwrap())
+        .collect();
+    (m, sboms)
+}
+
 fn skopeo_raw(reference: &str) -> Value {
     let out = output(
         Command::new("skopeo")
@@ -254,15 +268,8 @@ fn a_push_makes_each_sbom_a_referrer_of_its_arch_manifest() {
     }
     let Some(reg) = Registry::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (m, _) = publish(dir.path(), "v1");
-    let store = BlobStore::open(&dir.path().join("blobs/sha256")).unwrap();
+    let (m, sboms) = fixture_with_sboms(dir.path());
     let version = addon().version;
-    let sboms: Vec<Sbom> = m
-        .multi
-        .images
-        .iter()
-        .map(|i| sbom::make(&store, &workspace(), &lock(), i, &version, EPOCH).unwrap())
-        .collect();
     let to = registry::Reference::parse(&format!("{}/fluxion", reg.addr)).unwrap();
     let tags = vec![version.clone()];
     let report =
@@ -342,7 +349,6 @@ fn a_push_makes_each_sbom_a_referrer_of_its_arch_manifest() {
 /// `GET /v2/<name>/referrers/<digest>` with an index of those whose `subject` is that digest.
 /// Returns its address and the log of `method path` it served.
 fn referrers_api_registry() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -406,17 +412,7 @@ fn referrers_api_registry() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Stri
             } else {
                 ("404 Not Found", vec![], String::new())
             };
-            let mut resp = format!(
-                "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
-                body.len()
-            );
-            for h in headers {
-                resp.push_str(&h);
-                resp.push_str("\r\n");
-            }
-            resp.push_str("\r\n");
-            resp.push_str(&body);
-            stream.write_all(resp.as_bytes()).unwrap();
+            write_response(&mut stream, status, &headers, &body);
         }
     });
     (addr, log)
@@ -426,15 +422,8 @@ fn referrers_api_registry() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Stri
 fn a_registry_with_the_referrers_api_gets_no_tag_schema_index() {
     let (addr, log) = referrers_api_registry();
     let dir = tempfile::tempdir().unwrap();
-    let (m, _) = publish(dir.path(), "v1");
-    let store = BlobStore::open(&dir.path().join("blobs/sha256")).unwrap();
+    let (m, sboms) = fixture_with_sboms(dir.path());
     let version = addon().version;
-    let sboms: Vec<Sbom> = m
-        .multi
-        .images
-        .iter()
-        .map(|i| sbom::make(&store, &workspace(), &lock(), i, &version, EPOCH).unwrap())
-        .collect();
     let to = registry::Reference::parse(&format!("{addr}/fluxion")).unwrap();
     let report =
         registry::push::push_with(&to, &m.multi, &sboms, &[version], false, None, true).unwrap();

@@ -668,3 +668,24 @@ pub fn read_request(stream: &std::net::TcpStream) -> Option<Req> {
         body,
     })
 }
+
+/// Answer one request of a stand-in registry (`connection: close`, one response per stream).
+pub fn write_response(
+    stream: &mut std::net::TcpStream,
+    status: &str,
+    headers: &[String],
+    body: &str,
+) {
+    use std::io::Write;
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        resp.push_str(h);
+        resp.push_str("\r\n");
+    }
+    resp.push_str("\r\n");
+    resp.push_str(body);
+    stream.write_all(resp.as_bytes()).unwrap();
+}
