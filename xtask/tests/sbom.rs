@@ -212,6 +212,27 @@ fn the_sbom_is_the_same_bytes_when_made_again_from_nothing() {
     assert!(row.contains("GPL-3.0-or-later"), "{row}");
     assert!(out.contains("Debian packages,"), "{out}");
 
+    // A remembered document with a flipped byte is noticed (stamp.rs) and made again.
+    let cached: Vec<PathBuf> = std::fs::read_dir(images_dir().join("cache").join("sbom"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with("document-amd64-") && n.ends_with(".spdx.json")
+        })
+        .collect();
+    assert_eq!(cached.len(), 1, "one remembered amd64 document: {cached:?}");
+    let mut bytes = std::fs::read(&cached[0]).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&cached[0], &bytes).unwrap();
+    run(xtask().args(["sbom", "amd64"]));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        first,
+        "a corrupt cached SBOM was published"
+    );
+
     // And the bytes depend on what they should: another epoch, another document.
     let tmp = tempfile::tempdir().unwrap();
     let store = BlobStore::open(tmp.path()).unwrap();

@@ -35,6 +35,7 @@ use crate::image::store::{Blob, BlobStore, VerifyingReader};
 use crate::image::{json, manifest, Image};
 use crate::publish::REPO;
 use crate::runtime::lock::Lock;
+use crate::stamp::{self, Stamp};
 
 /// The SBOM's media type, and the referrer's `artifactType` (IANA: application/spdx+json).
 pub const ARTIFACT_TYPE: &str = "application/spdx+json";
@@ -66,6 +67,16 @@ impl Content {
     fn new(bytes: Vec<u8>, media_type: &str) -> Content {
         Content {
             digest: crate::image::hash::sha256(&bytes),
+            size: bytes.len() as u64,
+            media_type: media_type.to_owned(),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// Bytes whose digest was checked already (a stamp that holds).
+    fn known(bytes: Vec<u8>, digest: String, media_type: &str) -> Content {
+        Content {
+            digest,
             size: bytes.len() as u64,
             media_type: media_type.to_owned(),
             bytes: bytes.into(),
@@ -109,11 +120,10 @@ impl Sbom {
     }
 }
 
-/// The SBOMs of `images`. What is slow to learn — the crates (two cargo processes) and the
-/// copyright files (reading the runtime layer) — is remembered in `<images_dir>/cache/sbom/`
-/// (see `facts_key`); the document itself is made again every run (milliseconds) and stored
-/// only when its bytes are new, so an app-only rebuild asks cargo nothing and a no-op writes
-/// nothing.
+/// The SBOMs of `images`, through `<images_dir>/cache/sbom/`: what is slow to learn — the
+/// crates (two cargo processes) and the copyright files (reading the runtime layer) — under
+/// `facts_key`, which an app-only change keeps, so an app-only rebuild asks cargo nothing; and
+/// the document under `document_key`, so a no-op rebuild makes nothing and writes nothing.
 pub fn for_images(
     images_dir: &Path,
     store: &BlobStore,
@@ -125,13 +135,39 @@ pub fn for_images(
 ) -> anyhow::Result<Vec<Sbom>> {
     let dir = images_dir.join("cache").join("sbom");
     let inputs = workspace_inputs(root)?;
+    let lock_bytes = std::fs::read(crate::runtime::lock_path(root)).unwrap_or_default();
     images
         .iter()
         .map(|image| {
-            let entry = dir.join(format!("{}.json", facts_key(&inputs, image)));
+            let facts_key = facts_key(&inputs, image);
+            // The document itself, when nothing it is made from changed (a no-op rebuild):
+            // its bytes and their stamp (stamp.rs, the one validation rule).
+            let doc_key = document_key(&facts_key, image, version, epoch, &lock_bytes);
+            let arch = image.arch;
+            let (doc_path, doc_stamp) = (
+                dir.join(format!("document-{arch}-{doc_key}.spdx.json")),
+                dir.join(format!("document-{arch}-{doc_key}.stamp.json")),
+            );
+            let remembered = std::fs::read(&doc_stamp)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Stamp>(&b).ok())
+                .filter(|st| {
+                    matches!(
+                        stamp::check(&doc_path, st),
+                        stamp::Check::Intact | stamp::Check::Restamped(_)
+                    )
+                })
+                .and_then(|st| Some((std::fs::read(&doc_path).ok()?, st)))
+                .filter(|(bytes, st)| bytes.len() as u64 == st.size);
+            if let Some((bytes, st)) = remembered {
+                let document = Content::known(bytes, st.digest, ARTIFACT_TYPE);
+                return Ok(attach(store, image, document, epoch));
+            }
+            let entry = dir.join(format!("facts-{arch}-{facts_key}.json"));
             let remembered = std::fs::read(&entry)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Facts>(&b).ok());
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let facts = match remembered {
                 Some(f) => f,
                 None => {
@@ -139,9 +175,8 @@ pub fn for_images(
                         crates: crates::of(root, image.arch)?,
                         copyrights: copyright_files(image)?,
                     };
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
                     crate::atomic::write(&entry, &json::to_canonical(&f))?;
+                    forget_others(&dir, &format!("facts-{arch}-"), &[&entry]);
                     f
                 }
             };
@@ -153,9 +188,55 @@ pub fn for_images(
                 &facts.copyrights,
                 &facts.crates,
             )?;
-            Ok(attach(store, image, &doc, epoch))
+            let document = Content::new(json::to_canonical(&doc), ARTIFACT_TYPE);
+            crate::atomic::write(&doc_path, &document.bytes)?;
+            let st = Stamp::of_written(&doc_path, &document.digest)?;
+            crate::atomic::write(&doc_stamp, &json::to_canonical(&st))?;
+            forget_others(&dir, &format!("document-{arch}-"), &[&doc_path, &doc_stamp]);
+            Ok(attach(store, image, document, epoch))
         })
         .collect()
+}
+
+/// Remove the entries named `<prefix>…` in `dir` other than `keep`: one arch's previous
+/// facts or document, which the next build would not ask for again (each app change makes a
+/// new document; the cache keeps the latest per arch, not every one).
+fn forget_others(dir: &Path, prefix: &str, keep: &[&Path]) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        let ours = name.to_str().is_some_and(|n| n.starts_with(prefix));
+        if ours && !keep.contains(&path.as_path()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The document's key: its facts, the image manifest, version, epoch and addon/runtime.lock
+/// (the packages, their suites and digests), and `FORMAT` (in the facts key).
+fn document_key(
+    facts_key: &str,
+    image: &Image,
+    version: &str,
+    epoch: Epoch,
+    lock: &[u8],
+) -> String {
+    let mut h = Sha256::new();
+    let epoch = epoch.0.to_string();
+    for field in [
+        facts_key.as_bytes(),
+        image.manifest.digest.as_bytes(),
+        version.as_bytes(),
+        epoch.as_bytes(),
+        lock,
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    format!("{:x}", h.finalize())
 }
 
 /// What the SBOM of an image needs besides the lock: its crates and its copyright files.
@@ -217,13 +298,13 @@ pub fn make(
     let crates = crates::of(root, image.arch)?;
     let copyrights = copyright_files(image)?;
     let doc = document(image, version, epoch, lock, &copyrights, &crates)?;
-    Ok(attach(store, image, &doc, epoch))
+    let document = Content::new(json::to_canonical(&doc), ARTIFACT_TYPE);
+    Ok(attach(store, image, document, epoch))
 }
 
 /// The artifact manifest for `document` with `image` as its subject.
-fn attach(store: &BlobStore, image: &Image, doc: &Document, epoch: Epoch) -> Sbom {
+fn attach(store: &BlobStore, image: &Image, document: Content, epoch: Epoch) -> Sbom {
     let arch = image.arch;
-    let document = Content::new(json::to_canonical(doc), ARTIFACT_TYPE);
     let config = Content::new(EMPTY.to_vec(), EMPTY_MEDIA_TYPE);
     let annotations = BTreeMap::from([
         (CREATED.to_owned(), epoch.rfc3339()),
