@@ -601,14 +601,15 @@ fn moved_tag_message(
 ) -> String {
     let remove = format!("`skopeo delete docker://{name}@{theirs}` deletes the rewritten manifest");
     let (was, fix) = match before {
-        Ok(Some(prev)) if prev == theirs => {
-            ("it already pointed there before this push".to_owned(), remove)
-        }
+        Ok(Some(prev)) if prev == theirs => (
+            "it already pointed there before this push".to_owned(),
+            remove,
+        ),
         Ok(Some(prev)) => (
             format!("before this push it pointed at {prev}"),
             format!(
-                "put it back with `skopeo copy --all docker://{name}@{prev} docker://{name}:{tag}`, \
-                 or {remove}"
+                "put it back with `skopeo copy --all --preserve-digests docker://{name}@{prev} \
+                 docker://{name}:{tag}`, or {remove}"
             ),
         ),
         Ok(None) => (
@@ -735,7 +736,7 @@ mod tests {
         for needle in [
             "now points at sha256:theirs",
             "before this push it pointed at sha256:prev",
-            "skopeo copy --all docker://r/x@sha256:prev docker://r/x:1.0",
+            "skopeo copy --all --preserve-digests docker://r/x@sha256:prev docker://r/x:1.0",
             "skopeo delete docker://r/x@sha256:theirs",
             "No further tag",
         ] {
