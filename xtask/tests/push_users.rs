@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use support::*;
+use xtask::image::index::MultiArch;
 use xtask::publish::registry::{self, Env};
 
 /// What the proxy does with the next request.
@@ -202,24 +203,46 @@ fn serve(
     }
 }
 
-fn to(addr: &str, repo: &str) -> registry::Reference {
-    registry::Reference::parse(&format!("{addr}/{repo}")).unwrap()
+/// Push `multi` to `<addr>/<repo>` under `tags` (with `per_arch`, to the per-arch
+/// repositories too), with the tests' short back-off.
+fn push_to(
+    addr: &str,
+    repo: &str,
+    multi: &MultiArch,
+    tags: &[String],
+    per_arch: bool,
+    creds: Option<registry::Credentials>,
+) -> anyhow::Result<registry::Report> {
+    let to = registry::Reference::parse(&format!("{addr}/{repo}")).unwrap();
+    registry::push(&to, multi, tags, per_arch, &access(creds))
 }
 
 /// The digest `repo:reference` names on the registry at `addr`, None when it names nothing.
 fn head_digest(addr: &str, repo: &str, reference: &str) -> Option<String> {
+    head_digest_as(addr, repo, reference, None)
+}
+
+/// `head_digest` with an `Authorization` value.
+fn head_digest_as(
+    addr: &str,
+    repo: &str,
+    reference: &str,
+    authorization: Option<&str>,
+) -> Option<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let resp = agent
+    let mut req = agent
         .head(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
         .header(
             "accept",
             "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
-        )
-        .call()
-        .unwrap();
+        );
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = req.call().unwrap();
     match resp.status().as_u16() {
         404 => None,
         200 => Some(
@@ -297,18 +320,17 @@ fn credential_helpers_from_docker_config_are_used_and_their_failure_is_clear() {
         "{}",
         creds.source
     );
-    let report = registry::push(
-        &to(&reg.addr, "fluxion"),
-        &m.multi,
-        &tags,
-        false,
-        &access(Some(creds)),
-    )
-    .unwrap();
+    let report = push_to(&reg.addr, "fluxion", &m.multi, &tags, false, Some(creds)).unwrap();
     assert_eq!(report.uploaded.len(), 5, "{report:?}");
+    let basic = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
     assert_eq!(
-        head_digest_auth(&reg.addr, "fluxion", &tags[0]),
-        m.multi.index.digest
+        head_digest_as(
+            &reg.addr,
+            "fluxion",
+            &tags[0],
+            Some(&format!("Basic {basic}"))
+        ),
+        Some(m.multi.index.digest.clone())
     );
 
     // credsStore: the same helper for every registry; a registry it holds nothing for is
@@ -321,14 +343,7 @@ fn credential_helpers_from_docker_config_are_used_and_their_failure_is_clear() {
         .unwrap()
         .expect("the store's credentials");
     assert!(creds.source.contains("credsStore"), "{}", creds.source);
-    let r2 = registry::push(
-        &to(&reg.addr, "other"),
-        &m.multi,
-        &tags,
-        false,
-        &access(Some(creds)),
-    )
-    .unwrap();
+    let r2 = push_to(&reg.addr, "other", &m.multi, &tags, false, Some(creds)).unwrap();
     assert_eq!(r2.uploaded.len(), 5, "{r2:?}");
     assert_eq!(
         registry::credentials_in(&env(store.clone()), "ghcr.io", None, None).unwrap(),
@@ -372,20 +387,6 @@ fn credential_helpers_from_docker_config_are_used_and_their_failure_is_clear() {
     );
 }
 
-/// `head_digest` on the basic-auth test registry.
-fn head_digest_auth(addr: &str, repo: &str, reference: &str) -> String {
-    let basic = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
-    let resp = ureq::head(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
-        .header("authorization", format!("Basic {basic}"))
-        .header("accept", "application/vnd.oci.image.index.v1+json")
-        .call()
-        .unwrap();
-    resp.headers()["docker-content-digest"]
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn resets_and_503s_are_retried_within_the_bound() {
     let Some(reg) = Registry::start() else { return };
@@ -401,14 +402,7 @@ fn resets_and_503s_are_retried_within_the_bound() {
         Rewrites::default(),
     );
     let tags = vec![addon().version];
-    let report = registry::push(
-        &to(&proxy.addr, "fluxion"),
-        &m.multi,
-        &tags,
-        false,
-        &access(None),
-    )
-    .unwrap();
+    let report = push_to(&proxy.addr, "fluxion", &m.multi, &tags, false, None).unwrap();
     let log = proxy.log();
     for r in &report.retries {
         eprintln!("retried: {r}");
@@ -459,14 +453,7 @@ fn past_the_bound_the_push_stops_naming_the_request_and_its_last_answer() {
     let mut plan = vec![Pass];
     plan.extend([Unavailable(None); 5]);
     let proxy = Proxy::start(&reg.addr, plan, Rewrites::default());
-    let e = registry::push(
-        &to(&proxy.addr, "fluxion"),
-        &m.multi,
-        &tags,
-        false,
-        &access(None),
-    )
-    .unwrap_err();
+    let e = push_to(&proxy.addr, "fluxion", &m.multi, &tags, false, None).unwrap_err();
     let msg = format!("{e:#}");
     for needle in [
         "gave up after 5 tries",
@@ -488,14 +475,7 @@ fn past_the_bound_the_push_stops_naming_the_request_and_its_last_answer() {
         vec![Unavailable(Some(3600))],
         Rewrites::default(),
     );
-    let e = registry::push(
-        &to(&proxy.addr, "fluxion"),
-        &m.multi,
-        &tags,
-        false,
-        &access(None),
-    )
-    .unwrap_err();
+    let e = push_to(&proxy.addr, "fluxion", &m.multi, &tags, false, None).unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains("retry after 3600 s") && msg.contains("run the push again later"),
@@ -529,14 +509,7 @@ fn per_arch_repos_mount_blobs_from_the_main_repository() {
 
     // Mounted: the per-arch repositories get every blob without a byte sent.
     let proxy = Proxy::start(&reg.addr, vec![], Rewrites::default());
-    let report = registry::push(
-        &to(&proxy.addr, "fluxion"),
-        &m.multi,
-        &tags,
-        true,
-        &access(None),
-    )
-    .unwrap();
+    let report = push_to(&proxy.addr, "fluxion", &m.multi, &tags, true, None).unwrap();
     assert_eq!(
         (report.uploaded.len(), report.mounted.len()),
         (5, 6),
@@ -576,14 +549,7 @@ fn per_arch_repos_mount_blobs_from_the_main_repository() {
             ..Rewrites::default()
         },
     );
-    let report = registry::push(
-        &to(&proxy.addr, "fluxion"),
-        &m.multi,
-        &tags,
-        true,
-        &access(None),
-    )
-    .unwrap();
+    let report = push_to(&proxy.addr, "fluxion", &m.multi, &tags, true, None).unwrap();
     assert_eq!(
         (report.uploaded.len(), report.mounted.len()),
         (11, 0),
@@ -605,14 +571,7 @@ fn a_tag_put_answered_with_another_digest_says_where_the_tag_points() {
     let (v1, _) = publish(&tmp.path().join("v1"), "v1");
     let (v2, _) = publish(&tmp.path().join("v2"), "v2");
     let tags = vec![addon().version, "latest".to_owned()];
-    registry::push(
-        &to(&reg.addr, "fluxion"),
-        &v1.multi,
-        &tags,
-        false,
-        &access(None),
-    )
-    .unwrap();
+    push_to(&reg.addr, "fluxion", &v1.multi, &tags, false, None).unwrap();
 
     // v2 through a proxy that rewrites the manifest on tag PUTs (by digest it is stored as
     // sent, so the push gets as far as the tags).
@@ -625,14 +584,7 @@ fn a_tag_put_answered_with_another_digest_says_where_the_tag_points() {
         },
     );
     let name = format!("{}/fluxion", proxy.addr);
-    let e = registry::push(
-        &to(&proxy.addr, "fluxion"),
-        &v2.multi,
-        &tags,
-        false,
-        &access(None),
-    )
-    .unwrap_err();
+    let e = push_to(&proxy.addr, "fluxion", &v2.multi, &tags, false, None).unwrap_err();
     let msg = format!("{e:#}");
     // What the tag really points at now: the rewritten index, as the registry serves it.
     let now = head_digest(&reg.addr, "fluxion", &tags[0]).unwrap();
