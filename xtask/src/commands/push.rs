@@ -90,12 +90,15 @@ impl flags::Push {
             },
         )?;
         let report = registry.report().expect("the registry publisher ran");
+        let mounted = if self.per_arch_repos {
+            format!(", {} mounted from {}", report.mounted.len(), self.target)
+        } else {
+            String::new()
+        };
         println!(
-            "blobs: {} uploaded ({}), {} mounted from {}, {} already there",
+            "blobs: {} uploaded ({}){mounted}, {} already there",
             report.uploaded.len(),
             human(report.bytes),
-            report.mounted.len(),
-            self.target,
             report.skipped.len()
         );
         if !report.retries.is_empty() {
