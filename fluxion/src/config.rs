@@ -17,6 +17,8 @@ pub struct Config {
     pub battery: BatteryConfig,
     pub control: ControlConfig,
     pub plan: PlanConfig,
+    pub forecast: ForecastConfig,
+    pub publish: PublishConfig,
     pub web: WebConfig,
     pub ha: HaConfig,
 }
@@ -42,6 +44,24 @@ pub struct PricingConfig {
     pub grid_fee_buy: f64,
     /// Subtracted from every sell price (what the buyer keeps), per kWh.
     pub grid_fee_sell: f64,
+    /// VAT on buying, in percent: buy = (spot + fees) x (1 + VAT / 100).
+    pub vat_percent: f64,
+    /// Time-of-use distribution fees added to `grid_fee_buy` where their window applies (e.g.
+    /// the Czech low/high tariff), before VAT; windows that overlap add up.
+    pub grid_fee_schedule: Vec<FeeWindow>,
+}
+
+/// One `pricing.grid_fee_schedule` entry: `buy_fee` per kWh from `from` to `to` (local
+/// "HH:MM" on quarter hours, `to` may be "24:00", `to` before `from` runs over midnight), on
+/// `days` ("mon-fri", "sat,sun"; unset: every day). Parsed and checked by `tariff`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeWindow {
+    pub from: String,
+    pub to: String,
+    pub buy_fee: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,8 +115,55 @@ pub struct PlanConfig {
     /// Value of a kWh left in the battery at the end of the horizon; unset means the mean buy
     /// price of the horizon times the round-trip efficiency.
     pub terminal_value_per_kwh: Option<f64>,
-    /// Expected house load minus PV, in kW, assumed for every future slot (no forecast yet).
+    /// House load in kW assumed for every slot when there is no load history (the PV forecast,
+    /// when there is one, is still subtracted).
     pub expected_net_load_kw: f64,
+    /// Objective cost of one mode switch, in the price currency; unset means the value of
+    /// 0.1 kWh at the horizon's mean absolute buy price (so it scales with the currency).
+    pub mode_switch_cost: Option<f64>,
+}
+
+/// Which Solcast band the PV forecast uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PvEstimate {
+    /// The median.
+    #[default]
+    PvEstimate,
+    /// The 10th percentile (a cloudier day).
+    PvEstimate10,
+    /// The 90th percentile (a sunnier day).
+    PvEstimate90,
+}
+
+impl PvEstimate {
+    /// The Solcast attribute key.
+    pub fn key(self) -> &'static str {
+        match self {
+            PvEstimate::PvEstimate => "pv_estimate",
+            PvEstimate::PvEstimate10 => "pv_estimate10",
+            PvEstimate::PvEstimate90 => "pv_estimate90",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForecastConfig {
+    /// PV forecast entities. Empty: the Solcast integration's today/tomorrow sensors when they
+    /// exist; `["none"]`: no PV forecast.
+    pub pv_entities: Vec<String>,
+    /// Solcast band: `pv_estimate`, `pv_estimate10` or `pv_estimate90`.
+    pub pv_estimate: PvEstimate,
+    /// Days of house load history (recorder) averaged per 15 minutes of the day.
+    pub load_history_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Write `sensor.fluxion_*` entities to Home Assistant every tick.
+    pub entities: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,11 +199,13 @@ impl Default for InverterConfig {
 impl Default for PricingConfig {
     fn default() -> Self {
         Self {
-            spot_price_entity: "sensor.current_spot_electricity_price".into(),
+            spot_price_entity: "sensor.current_spot_electricity_price_15min".into(),
             fixed_buy_prices: Vec::new(),
             fixed_sell_prices: Vec::new(),
             grid_fee_buy: 0.0,
             grid_fee_sell: 0.0,
+            vat_percent: 0.0,
+            grid_fee_schedule: Vec::new(),
         }
     }
 }
@@ -174,7 +243,24 @@ impl Default for PlanConfig {
             soc_step_percent: 0.5,
             terminal_value_per_kwh: None,
             expected_net_load_kw: 0.0,
+            mode_switch_cost: None,
         }
+    }
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self {
+            pv_entities: Vec::new(),
+            pv_estimate: PvEstimate::PvEstimate,
+            load_history_days: 7,
+        }
+    }
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self { entities: true }
     }
 }
 
@@ -333,10 +419,41 @@ impl Config {
                     .into(),
             );
         }
+        if !(0.0..=100.0).contains(&self.pricing.vat_percent) {
+            p.push(format!(
+                "pricing.vat_percent ({}) must be between 0 and 100",
+                self.pricing.vat_percent
+            ));
+        }
+        if let Err(schedule) = crate::tariff::Tariff::from_config(&self.pricing) {
+            p.extend(schedule);
+        }
+        let f = &self.forecast;
+        if !(1..=30).contains(&f.load_history_days) {
+            p.push(format!(
+                "forecast.load_history_days ({}) must be between 1 and 30",
+                f.load_history_days
+            ));
+        }
+        let none = f.pv_entities.iter().any(|e| e == "none");
+        if none && f.pv_entities.len() > 1 {
+            p.push("forecast.pv_entities: \"none\" turns the PV forecast off and must be the only entry".into());
+        }
+        for e in f.pv_entities.iter().filter(|e| *e != "none") {
+            if !e.contains('.') {
+                p.push(format!(
+                    "forecast.pv_entities: {e:?} must be an entity id such as sensor.solcast_pv_forecast_forecast_today, or \"none\""
+                ));
+            }
+        }
         for (name, v) in [
             ("pricing.grid_fee_buy", self.pricing.grid_fee_buy),
             ("pricing.grid_fee_sell", self.pricing.grid_fee_sell),
             ("battery.wear_cost_per_kwh", b.wear_cost_per_kwh),
+            (
+                "plan.mode_switch_cost",
+                self.plan.mode_switch_cost.unwrap_or(0.0),
+            ),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 p.push(format!("{name} ({v}) must be zero or positive"));
@@ -487,7 +604,7 @@ fn apply_env(merged: &mut Value, var: &str, rest: &str, raw: String) -> Result<(
     }
     let value = match default {
         Value::String(_) => Value::String(raw),
-        // `terminal_value_per_kwh` defaults to null; read it as a number.
+        // `terminal_value_per_kwh` and `mode_switch_cost` default to null; read them as numbers.
         _ => serde_json::from_str(raw.trim()).map_err(|_| {
             format!(
                 "{var} ({raw:?}) for {section}.{key} must be a number, true/false or a JSON list"
@@ -574,11 +691,13 @@ fn drop_mistyped(merged: Value) -> Typed {
             "battery" => fits::<BatteryConfig>,
             "control" => fits::<ControlConfig>,
             "plan" => fits::<PlanConfig>,
+            "forecast" => fits::<ForecastConfig>,
+            "publish" => fits::<PublishConfig>,
             "web" => fits::<WebConfig>,
             "ha" => fits::<HaConfig>,
             other => {
                 typed.problems.push(format!(
-                    "unknown section {other:?}: expected inverter, pricing, battery, control, plan or web"
+                    "unknown section {other:?}: expected inverter, pricing, battery, control, plan, forecast, publish or web"
                 ));
                 continue;
             }
@@ -828,6 +947,52 @@ mod tests {
         assert_eq!(
             c.ha_endpoint(),
             Some(("http://ha.local:8123/api".into(), "t".into()))
+        );
+    }
+
+    #[test]
+    fn forecast_tariff_and_switch_settings_are_checked() {
+        let e = load_options(
+            r#"{"pricing": {"vat_percent": 121, "grid_fee_schedule": [
+                    {"from": "22:00", "to": "06:00", "buy_fee": 0.3, "days": "mon-fri"},
+                    {"from": "25:00", "to": "06:00", "buy_fee": 0.3}]},
+                "plan": {"mode_switch_cost": -1},
+                "forecast": {"pv_entities": ["none", "sensor.x"], "load_history_days": 0,
+                             "pv_estimate": "pv_estimate50"},
+                "publish": {"entities": "yes"}}"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for says in [
+            "pricing.vat_percent (121) must be between 0 and 100",
+            "pricing.grid_fee_schedule[1]: from \"25:00\" is not a time of day",
+            "plan.mode_switch_cost (-1) must be zero or positive",
+            "forecast.pv_entities: \"none\" turns the PV forecast off and must be the only entry",
+            "forecast.load_history_days (0) must be between 1 and 30",
+            "forecast.pv_estimate: unknown variant `pv_estimate50`",
+            "publish.entities: invalid type",
+        ] {
+            assert!(text.contains(says), "{says}\n{text}");
+        }
+        assert_eq!(e.problems.len(), 7, "{text}");
+        let c = load_options(
+            r#"{"pricing": {"vat_percent": 21, "grid_fee_schedule": [
+                    {"from": "22:00", "to": "06:00", "buy_fee": 0.3, "days": "mon-fri"}]},
+                "plan": {"mode_switch_cost": 0.5, "terminal_value_per_kwh": 1.2},
+                "forecast": {"pv_entities": ["sensor.pv"], "pv_estimate": "pv_estimate10"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.pricing.grid_fee_schedule[0].days.as_deref(),
+            Some("mon-fri")
+        );
+        assert_eq!(c.plan.mode_switch_cost, Some(0.5));
+        assert_eq!(c.plan.terminal_value_per_kwh, Some(1.2));
+        assert_eq!(c.forecast.pv_estimate, PvEstimate::PvEstimate10);
+        assert!(c.publish.entities);
+        assert_eq!(
+            Config::default().pricing.spot_price_entity,
+            "sensor.current_spot_electricity_price_15min"
         );
     }
 

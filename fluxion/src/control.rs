@@ -1,8 +1,10 @@
-//! The control loop: reads HA, plans, and drives the Solax mode selects so the inverter is
-//! never left in a mode nobody chose. Writes are transactions checked by read-back (never
-//! `Manual Mode` before the manual select reads the wanted command), failed writes back off
-//! and hand back an unsafe half-done state, missing or stale data falls back to Self Use until
-//! the inverter reads Self Use, and a stop hands the inverter back (`control.stop_mode`).
+//! The control loop: reads HA (states, prices, PV forecast, house load history), plans, and
+//! drives the Solax mode selects so the inverter is never left in a mode nobody chose. Writes
+//! are transactions checked by read-back (never `Manual Mode` before the manual select reads
+//! the wanted command), failed writes back off and hand back an unsafe half-done state,
+//! missing or stale data falls back to Self Use until the inverter reads Self Use, and a stop
+//! hands the inverter back (`control.stop_mode`). Each tick also writes FluxION's own
+//! `sensor.fluxion_*` entities (`publish.entities`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -13,9 +15,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::{Config, StopMode};
+use crate::forecast::{self, DayCache, Interval};
 use crate::ha::{EntityState, HaClient, HaError};
-use crate::plan::{self, Battery, Mode, Problem, SlotInput};
-use crate::price::{self, PriceSlot};
+use crate::plan::{self, Battery, Mode, Problem, SlotInput, Switching};
+use crate::price::{self, Currency, PriceSlot};
 
 pub const SELF_USE_MODE: &str = "Self Use Mode";
 pub const MANUAL_MODE: &str = "Manual Mode";
@@ -34,6 +37,17 @@ pub const STOP_TICK_GRACE: std::time::Duration = std::time::Duration::from_secs(
 pub const STOP_HAND_BACK: std::time::Duration = std::time::Duration::from_secs(3);
 /// Longest wait between two write attempts after repeated failures.
 const WRITE_BACKOFF_MAX_S: i64 = 300;
+/// The largest recorder history answer read for one day of house load (a sensor written every
+/// second is about 6 MB a day with `minimal_response`).
+pub const HISTORY_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A failed history read is tried again after this long (history is refreshed at most hourly).
+const HISTORY_RETRY_S: i64 = 3600;
+/// Unset `plan.mode_switch_cost`: the value of this much energy at the horizon's mean absolute
+/// buy price, so the default scales with the currency.
+const DEFAULT_SWITCH_COST_KWH: f64 = 0.1;
+/// Home Assistant's recorder stores no state whose attributes exceed 16384 bytes, and keeps a
+/// row for every change: the plan published as attributes stays well below that.
+const PUBLISHED_ATTRIBUTES_MAX: usize = 8 * 1024;
 
 /// The entity ids derived from `inverter.entity_prefix`.
 #[derive(Debug, Clone, Serialize)]
@@ -207,8 +221,18 @@ pub struct Failure {
 pub struct PlanSlotView {
     pub start: DateTime<Utc>,
     pub mode: Mode,
+    /// The spot price per kWh, before fees and VAT.
+    pub spot: f64,
     pub buy: f64,
     pub sell: f64,
+    /// True when the price came from `pricing.fixed_buy_prices`.
+    pub fixed_price: bool,
+    /// Forecast PV energy and house load in the slot, and load minus PV.
+    pub pv_kwh: f64,
+    pub load_kwh: f64,
+    pub net_load_kwh: f64,
+    /// Positive: imported; negative: exported.
+    pub grid_kwh: f64,
     pub soc_start: f64,
     pub soc_end: f64,
     pub cash: f64,
@@ -220,9 +244,62 @@ pub struct PlanView {
     pub start_soc: f64,
     pub min_soc: f64,
     pub max_soc: f64,
+    pub currency: Option<Currency>,
     pub cash: f64,
     pub terminal_value: f64,
+    pub terminal_value_per_kwh: f64,
+    /// cash + terminal value: what the plan is worth.
+    pub value: f64,
+    /// The same horizon and forecasts in Self Use only.
+    pub self_use_value: f64,
+    /// `value - self_use_value`.
+    pub savings: f64,
+    pub hours: f64,
+    pub switches: usize,
+    pub switch_cost: f64,
+    /// Where the PV and load forecasts came from.
+    pub pv_source: String,
+    pub load_source: String,
     pub slots: Vec<PlanSlotView>,
+}
+
+/// The plan's money against Self Use only, for status, dashboard and export.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueSummary {
+    pub plan: f64,
+    pub self_use: f64,
+    pub savings: f64,
+    pub hours: f64,
+    pub currency: Option<Currency>,
+    /// e.g. "saves 31.20 Kč over the next 27 h".
+    pub text: String,
+}
+
+impl ValueSummary {
+    fn of(plan: &PlanView) -> ValueSummary {
+        let symbol = plan
+            .currency
+            .as_ref()
+            .map(|c| format!(" {}", c.symbol))
+            .unwrap_or_default();
+        let verb = if plan.savings >= 0.0 {
+            "saves"
+        } else {
+            "costs"
+        };
+        ValueSummary {
+            plan: plan.value,
+            self_use: plan.self_use_value,
+            savings: plan.savings,
+            hours: plan.hours,
+            currency: plan.currency.clone(),
+            text: format!(
+                "{verb} {:.2}{symbol} over the next {} h against Self Use only",
+                plan.savings.abs(),
+                plan.hours.round()
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -256,6 +333,12 @@ pub struct Status {
     pub time_zone: Option<String>,
     /// `version` from HA's `/api/config`.
     pub core_version: Option<String>,
+    /// The price currency (Home Assistant's, as the price sensor writes it).
+    pub currency: Option<Currency>,
+    /// The plan's money against Self Use only.
+    pub value: Option<ValueSummary>,
+    /// What is degraded but not blocking: forecasts missing, fixed prices, publishing failed.
+    pub notes: Vec<String>,
 }
 
 /// Shared between the control loop (writer) and the web server (readers).
@@ -360,7 +443,19 @@ pub struct Controller {
     entities: Entities,
     tz: Option<Tz>,
     core_version: Option<String>,
+    /// `currency` from `/api/config`.
+    ha_currency: Option<String>,
+    currency: Option<Currency>,
     config_read: bool,
+    /// House load per local day, read from the recorder once per day.
+    load_days: DayCache,
+    /// A history read failed: the next try waits until then.
+    load_retry_at: Option<DateTime<Utc>>,
+    load_error: Option<String>,
+    /// Notes of the current tick (`Status::notes`).
+    notes: Vec<String>,
+    /// Why publishing `sensor.fluxion_*` failed last time.
+    publish_error: Option<String>,
     last_change: Option<DateTime<Utc>>,
     /// The inverter read back Self Use during the current stretch of missing data.
     fallback_done: bool,
@@ -382,6 +477,10 @@ struct Readings {
     freshness: String,
     prices: Vec<PriceSlot>,
     price_error: Option<String>,
+    /// The PV forecast and where it came from, or why there is none.
+    pv: Result<(Vec<Interval>, String), String>,
+    /// kW per unit of the house load sensor (W: 0.001), or why it cannot be used.
+    load_unit: Result<f64, String>,
 }
 
 /// Judges the state of charge reading. With `last_reported` (core 2024.4 and later, set on
@@ -475,7 +574,14 @@ impl Controller {
             client,
             tz: None,
             core_version: None,
+            ha_currency: None,
+            currency: None,
             config_read: false,
+            load_days: DayCache::new(),
+            load_retry_at: None,
+            load_error: None,
+            notes: Vec::new(),
+            publish_error: None,
             last_change: None,
             fallback_done: false,
             has_plan: false,
@@ -532,8 +638,18 @@ impl Controller {
         *self.shared.shutdown.borrow()
     }
 
-    /// One round: read, plan, decide, command. `now` is passed in so tests control time.
+    /// One round: read, plan, decide, command, then publish FluxION's own entities. `now` is
+    /// passed in so tests control time.
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Outcome {
+        self.notes.clear();
+        let outcome = self.decide(now).await;
+        if !self.stopping() {
+            self.publish_entities().await;
+        }
+        outcome
+    }
+
+    async fn decide(&mut self, now: DateTime<Utc>) -> Outcome {
         let Some(client) = self.client.clone() else {
             let reason = "home assistant is not configured (set HA_URL and HA_TOKEN)".to_string();
             self.publish(now, None, None, Some(reason.clone()), None);
@@ -554,6 +670,7 @@ impl Controller {
                         tracing::info!(version = %v, "home assistant core");
                     }
                     self.core_version = core.version;
+                    self.ha_currency = core.currency;
                 }
                 Err(e) => return self.fallback(&client, now, None, format!("{e}")).await,
             }
@@ -594,22 +711,24 @@ impl Controller {
         }
         if let Some(e) = &r.price_error {
             tracing::warn!("{e}; planning on the fixed prices");
+            self.notes
+                .push(format!("{e}; planning on the fixed prices"));
         }
+        let load = self.load_forecast(&client, now, tz, &r.load_unit).await;
         let hardware_min = r
             .telemetry
             .hardware_min_soc
             .unwrap_or(self.cfg.battery.hardware_min_soc);
-        let view = self.plan(now, soc, hardware_min, &r.prices);
+        let current = selects.mode();
+        let view = self.plan(now, soc, hardware_min, &r.prices, &r.pv, &load, current);
         let wanted = view.slots[0].mode;
         self.has_plan = true;
         self.fallback_done = false;
-        let current = selects.mode();
-        let min = Duration::seconds(self.cfg.control.min_mode_change_interval_s as i64);
         let outcome = if current == Some(wanted) {
             self.backoff.succeeded();
             self.failure = None;
             Outcome::Unchanged(wanted)
-        } else if let Some(until) = self.last_change.map(|l| l + min).filter(|&u| now < u) {
+        } else if let Some(until) = self.debounce_until(now) {
             tracing::info!(
                 "plan wants {wanted}, holding {selects} until {until} (control.min_mode_change_interval_s)"
             );
@@ -679,9 +798,9 @@ impl Controller {
     }
 
     /// Reads every entity; only SOC, selects and prices matter for safety.
-    async fn read(&self, client: &HaClient, now: DateTime<Utc>, tz: Tz) -> Readings {
+    async fn read(&mut self, client: &HaClient, now: DateTime<Utc>, tz: Tz) -> Readings {
         let e = &self.entities;
-        let (soc, pv, load, import, export, battery, hw, use_mode, manual, spot) = tokio::join!(
+        let (soc, pv, load, import, export, battery, hw, use_mode, manual, spot, pv_forecast) = tokio::join!(
             client.state(&e.soc),
             client.state(&e.pv_power),
             client.state(&e.house_load),
@@ -692,6 +811,7 @@ impl Controller {
             client.state(&e.use_mode),
             client.state(&e.manual_mode),
             client.state(&self.cfg.pricing.spot_price_entity),
+            self.read_pv(client),
         );
         let number = |r: &Result<EntityState, HaError>, name: &str| match r {
             Ok(s) => s.number(),
@@ -722,11 +842,43 @@ impl Controller {
         });
         let today = now.with_timezone(&tz).date_naive();
         let (points, price_error) = match spot {
-            Ok(s) => match price::parse_attributes(&s.entity_id, &s.attributes, tz, today) {
-                Ok(p) => (p, None),
-                Err(err) => (Vec::new(), Some(err.to_string())),
-            },
+            Ok(s) => {
+                let parsed =
+                    price::read_unit(&s.entity_id, &s.attributes, self.ha_currency.as_deref())
+                        .and_then(|unit| {
+                            let mut points =
+                                price::parse_attributes(&s.entity_id, &s.attributes, tz, today)?;
+                            price::scale(&mut points, unit.per_kwh);
+                            Ok((points, unit.currency))
+                        });
+                match parsed {
+                    Ok((p, currency)) => {
+                        self.currency = Some(currency);
+                        (p, None)
+                    }
+                    Err(err) => (Vec::new(), Some(err.to_string())),
+                }
+            }
             Err(err) => (Vec::new(), Some(err.to_string())),
+        };
+        if self.currency.is_none() {
+            self.currency = self.ha_currency.as_deref().map(Currency::new);
+        }
+        let load_unit = match &load {
+            Ok(s) => match s
+                .attributes
+                .get("unit_of_measurement")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some("W") => Ok(0.001),
+                Some("kW") => Ok(1.0),
+                other => Err(format!(
+                    "{} is in {:?}, not W or kW",
+                    e.house_load,
+                    other.unwrap_or("no unit")
+                )),
+            },
+            Err(err) => Err(format!("{} cannot be read: {err}", e.house_load)),
         };
         let prices = price::horizon(&points, &self.cfg.pricing, tz, now);
         let freshness = match &soc_value {
@@ -750,19 +902,195 @@ impl Controller {
             freshness,
             prices,
             price_error,
+            pv: pv_forecast,
+            load_unit,
         }
     }
 
+    /// The PV forecast from `forecast.pv_entities` (empty: the Solcast entities when they
+    /// exist; `none`: no forecast), with a description of where it came from.
+    async fn read_pv(&self, client: &HaClient) -> Result<(Vec<Interval>, String), String> {
+        let configured = &self.cfg.forecast.pv_entities;
+        if configured.iter().any(|e| e == "none") {
+            return Ok((Vec::new(), "none (forecast.pv_entities: none)".into()));
+        }
+        let auto = configured.is_empty();
+        let entities: Vec<&str> = if auto {
+            forecast::SOLCAST_ENTITIES.to_vec()
+        } else {
+            configured.iter().map(String::as_str).collect()
+        };
+        let states = futures_util::future::join_all(entities.iter().map(|e| client.state(e))).await;
+        let band = self.cfg.forecast.pv_estimate;
+        let mut all = Vec::new();
+        let mut used = Vec::new();
+        for (entity, state) in entities.iter().zip(states) {
+            match state {
+                Ok(s) => {
+                    all.extend(forecast::pv_intervals(entity, &s.attributes, band)?);
+                    used.push(*entity);
+                }
+                // Auto-detection: Solcast's tomorrow sensor alone may be missing.
+                Err(HaError::EntityNotFound { .. }) if auto && !used.is_empty() => {}
+                Err(HaError::EntityNotFound { .. }) if auto => {
+                    return Err(format!(
+                        "no PV forecast: {entity} (Solcast) does not exist in Home Assistant; \
+                         set forecast.pv_entities to your forecast sensors, or to none"
+                    ))
+                }
+                Err(e) => return Err(format!("no PV forecast: {e}")),
+            }
+        }
+        Ok((all, format!("{} ({})", used.join(", "), band.key())))
+    }
+
+    /// When the debounce lets the mode change again, if it does not now. A second of slack:
+    /// ticks an interval apart start a few milliseconds early.
+    fn debounce_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let min = Duration::seconds(self.cfg.control.min_mode_change_interval_s as i64);
+        self.last_change
+            .map(|l| l + min)
+            .filter(|&u| now + Duration::seconds(1) < u)
+    }
+
+    /// The house load profile (kW per quarter hour of the local day) from the recorder, or why
+    /// there is none. Reads the days not cached yet, newest first, for at most twice the
+    /// client's timeout per tick (the rest on the next tick), each answer bounded by
+    /// `HISTORY_MAX_BYTES`; a failure is retried after an hour.
+    async fn load_forecast(
+        &mut self,
+        client: &HaClient,
+        now: DateTime<Utc>,
+        tz: Tz,
+        unit: &Result<f64, String>,
+    ) -> Result<[f64; 96], String> {
+        let days = self.cfg.forecast.load_history_days;
+        let entity = self.entities.house_load.clone();
+        let wanted = forecast::history_days(now.with_timezone(&tz).date_naive(), days);
+        self.load_days.retain(|d, _| wanted.contains(d));
+        let kw_per_unit = unit.clone()?;
+        let due = self.load_retry_at.is_none_or(|at| now >= at);
+        if due {
+            let mut history = client.clone();
+            history.timeout = client.timeout * 2;
+            history.max_body = HISTORY_MAX_BYTES;
+            let budget = client.timeout * 2;
+            let started = std::time::Instant::now();
+            let missing: Vec<_> = wanted
+                .iter()
+                .filter(|d| !self.load_days.contains_key(d))
+                .copied()
+                .collect();
+            for date in &missing {
+                if started.elapsed() > budget || self.stopping() {
+                    break;
+                }
+                let Some((start, end)) = forecast::local_day(*date, tz) else {
+                    continue;
+                };
+                match history.history(&entity, start, end).await {
+                    Ok(rows) => {
+                        let day = forecast::day_load(&rows, start, end, tz, kw_per_unit);
+                        self.load_days.insert(*date, day);
+                        self.load_error = None;
+                        self.load_retry_at = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!("reading the house load history for {date}: {e}");
+                        self.load_error = Some(format!("history of {entity} for {date}: {e}"));
+                        self.load_retry_at = Some(now + Duration::seconds(HISTORY_RETRY_S));
+                        break;
+                    }
+                }
+            }
+        }
+        let profile = forecast::load_profile(self.load_days.values());
+        match (profile, &self.load_error) {
+            (Some(p), None) => Ok(p),
+            (Some(p), Some(e)) => {
+                self.notes.push(format!(
+                    "load forecast from {} of {days} days of history; {e}",
+                    self.load_days.len()
+                ));
+                Ok(p)
+            }
+            (None, Some(e)) => Err(e.clone()),
+            (None, None) => Err(format!(
+                "{entity} has less than 12 hours of history in the last {days} days"
+            )),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn plan(
-        &self,
+        &mut self,
         now: DateTime<Utc>,
         soc: f64,
         hardware_min: f64,
         prices: &[PriceSlot],
+        pv: &Result<(Vec<Interval>, String), String>,
+        load: &Result<[f64; 96], String>,
+        current: Option<Mode>,
     ) -> PlanView {
         let b = &self.cfg.battery;
         let hours = price::SLOT_MINUTES as f64 / 60.0;
+        let tz = self.tz.unwrap_or(chrono_tz::UTC);
         let min_soc = b.min_soc.max(hardware_min);
+        let starts: Vec<DateTime<Utc>> = prices.iter().map(|p| p.start).collect();
+        let (pv_kwh, pv_source): (Vec<f64>, String) = match pv {
+            Ok((intervals, source)) => {
+                let per = forecast::per_slot(intervals, &starts);
+                let uncovered = per.iter().filter(|v| v.is_none()).count();
+                if uncovered > 0 && !intervals.is_empty() {
+                    self.notes.push(format!(
+                        "the PV forecast ({source}) does not cover {uncovered} of {} slots; \
+                         no PV is assumed there",
+                        starts.len()
+                    ));
+                }
+                (
+                    per.into_iter().map(|v| v.unwrap_or(0.0)).collect(),
+                    source.clone(),
+                )
+            }
+            Err(e) => {
+                self.notes.push(e.clone());
+                (vec![0.0; starts.len()], "none".into())
+            }
+        };
+        let fallback_kw = self.cfg.plan.expected_net_load_kw;
+        let (load_kwh, load_source): (Vec<f64>, String) = match load {
+            Ok(profile) => (
+                starts
+                    .iter()
+                    .map(|&t| profile[forecast::bin(t, tz)] * hours)
+                    .collect(),
+                format!(
+                    "{} history, {} days averaged per 15 minutes",
+                    self.entities.house_load,
+                    self.load_days.len()
+                ),
+            ),
+            Err(e) => {
+                self.notes.push(format!(
+                    "no load forecast ({e}); planning with plan.expected_net_load_kw ({fallback_kw} kW)"
+                ));
+                (
+                    vec![fallback_kw * hours; starts.len()],
+                    format!("plan.expected_net_load_kw ({fallback_kw} kW)"),
+                )
+            }
+        };
+        let slots: Vec<SlotInput> = prices
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SlotInput {
+                buy: p.buy,
+                sell: p.sell,
+                net_load_kwh: load_kwh[i] - pv_kwh[i],
+            })
+            .collect();
+        let switching = self.switching(now, prices, current);
         let problem = Problem {
             battery: Battery {
                 capacity_kwh: b.capacity_kwh,
@@ -773,40 +1101,86 @@ impl Controller {
                 max_soc: b.max_soc,
                 wear_cost_per_kwh: b.wear_cost_per_kwh,
             },
-            slots: prices
-                .iter()
-                .map(|p| SlotInput {
-                    buy: p.buy,
-                    sell: p.sell,
-                    net_load_kwh: self.cfg.plan.expected_net_load_kw * hours,
-                })
-                .collect(),
+            slots,
             slot_hours: hours,
             start_soc: soc,
             soc_step_percent: self.cfg.plan.soc_step_percent,
             terminal_value_per_kwh: self.cfg.plan.terminal_value_per_kwh,
+            switching,
         };
         let plan = plan::optimise(&problem);
+        let self_use = plan::simulate(&problem, &vec![Mode::SelfUse; problem.slots.len()]);
         PlanView {
             generated_at: now,
             start_soc: soc,
             min_soc,
             max_soc: b.max_soc,
+            currency: self.currency.clone(),
             cash: plan.cash,
             terminal_value: plan.terminal_value,
+            terminal_value_per_kwh: plan.terminal_value_per_kwh,
+            value: plan.value(),
+            self_use_value: self_use.value(),
+            savings: plan.value() - self_use.value(),
+            hours: prices.len() as f64 * hours,
+            switches: plan.switches,
+            switch_cost: switching.cost,
+            pv_source,
+            load_source,
             slots: prices
                 .iter()
                 .zip(&plan.slots)
-                .map(|(p, s)| PlanSlotView {
+                .enumerate()
+                .map(|(i, (p, s))| PlanSlotView {
                     start: p.start,
                     mode: s.mode,
+                    spot: p.spot,
                     buy: p.buy,
                     sell: p.sell,
+                    fixed_price: p.fixed,
+                    pv_kwh: pv_kwh[i],
+                    load_kwh: load_kwh[i],
+                    net_load_kwh: problem.slots[i].net_load_kwh,
+                    grid_kwh: s.grid_kwh,
                     soc_start: s.soc_start,
                     soc_end: s.soc_end,
                     cash: s.cash,
                 })
                 .collect(),
+        }
+    }
+
+    /// The switching rules for the DP: the cost per switch (`plan.mode_switch_cost`, unset: the
+    /// value of `DEFAULT_SWITCH_COST_KWH` at the mean absolute buy price), the debounce in
+    /// slots (rounded up) and how many slots it still blocks from the current mode.
+    fn switching(
+        &self,
+        now: DateTime<Utc>,
+        prices: &[PriceSlot],
+        current: Option<Mode>,
+    ) -> Switching {
+        let slot = price::SLOT_MINUTES * 60;
+        let interval = self.cfg.control.min_mode_change_interval_s as i64;
+        let cost = self.cfg.plan.mode_switch_cost.unwrap_or_else(|| {
+            let n = prices.len().max(1) as f64;
+            DEFAULT_SWITCH_COST_KWH * prices.iter().map(|p| p.buy.abs()).sum::<f64>() / n
+        });
+        let initial_wait = match (current, self.debounce_until(now), prices.first()) {
+            (Some(_), Some(until), Some(first)) => {
+                // Slot 0 is blocked (the change would be now); slot t from its start.
+                let mut t = 1;
+                while first.start + Duration::seconds(slot * t as i64) < until {
+                    t += 1;
+                }
+                t
+            }
+            _ => 0,
+        };
+        Switching {
+            cost,
+            min_slots: (interval.max(1) as u64).div_ceil(slot as u64) as usize,
+            initial: current,
+            initial_wait,
         }
     }
 
@@ -1171,6 +1545,10 @@ impl Controller {
         let previous_plan = self.shared.status.borrow().plan.clone();
         // Keep showing the last plan while data is missing, marked by `blocked`.
         let plan = plan.or(previous_plan);
+        let mut notes = self.notes.clone();
+        if let Some(e) = &self.publish_error {
+            notes.push(e.clone());
+        }
         let status = Status {
             updated_at: Some(now),
             debug_mode: self.cfg.control.debug_mode,
@@ -1187,17 +1565,132 @@ impl Controller {
             next_changes,
             recent_commands: self.commands.iter().rev().take(10).cloned().collect(),
             plan_generated_at: plan.as_ref().map(|p| p.generated_at),
-            plan,
             time_zone: self.tz.map(|tz| tz.name().to_string()),
             core_version: self.core_version.clone(),
+            currency: self.currency.clone(),
+            value: plan.as_ref().map(ValueSummary::of),
+            notes,
+            plan,
         };
         self.shared.status.send_replace(status);
+    }
+
+    /// Writes `sensor.fluxion_mode`, `sensor.fluxion_next_change` and
+    /// `sensor.fluxion_plan_savings` from the current status (also in debug mode: these are
+    /// FluxION's own entities, not the inverter's), unless `publish.entities` is false. A
+    /// failure is logged and shown as a note; it never affects control.
+    async fn publish_entities(&mut self) {
+        let Some(client) = self.client.clone().filter(|_| self.cfg.publish.entities) else {
+            return;
+        };
+        let status = self.shared.status.borrow().clone();
+        let states = published_states(&status);
+        let results = futures_util::future::join_all(
+            states
+                .iter()
+                .map(|(entity, state, attrs)| client.post_state(entity, state, attrs)),
+        )
+        .await;
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| e.to_string())
+            .collect();
+        let error = (!errors.is_empty())
+            .then(|| format!("publishing sensor.fluxion_* failed: {}", errors.join("; ")));
+        if error != self.publish_error {
+            match &error {
+                Some(e) => tracing::warn!("{e}"),
+                None if self.publish_error.is_some() => {
+                    tracing::info!("publishing sensor.fluxion_* works again")
+                }
+                None => {}
+            }
+        }
+        self.publish_error = error;
     }
 
     /// Commands recorded so far (sent or, in debug mode, only logged).
     pub fn commands(&self) -> impl Iterator<Item = &Command> {
         self.commands.iter()
     }
+}
+
+/// The states FluxION publishes for a status: (entity id, state, attributes). The plan goes
+/// into `sensor.fluxion_plan_savings` as its runs of one mode, cut to stay under
+/// `PUBLISHED_ATTRIBUTES_MAX` bytes (HA's recorder drops larger attributes).
+pub fn published_states(status: &Status) -> Vec<(&'static str, String, serde_json::Value)> {
+    use serde_json::json;
+    let label = |m: Option<Mode>| m.map_or("unknown".to_string(), |m| m.label().to_string());
+    let mode = (
+        "sensor.fluxion_mode",
+        label(status.wanted_mode),
+        json!({
+            "friendly_name": "FluxION mode",
+            "icon": "mdi:home-battery",
+            "inverter": status.inverter,
+            "inverter_mode": status.current_mode.map(Mode::label),
+            "debug_mode": status.debug_mode,
+            "blocked": status.blocked,
+            "failure": status.failure.as_ref().map(|f| &f.message),
+        }),
+    );
+    let next = status.next_changes.first();
+    let next_change = (
+        "sensor.fluxion_next_change",
+        next.map_or("unknown".to_string(), |c| c.at.to_rfc3339()),
+        json!({
+            "friendly_name": "FluxION next mode change",
+            "device_class": "timestamp",
+            "icon": "mdi:clock-outline",
+            "mode": next.map(|c| c.mode.label()),
+            "changes": status.next_changes.iter()
+                .map(|c| json!({"at": c.at, "mode": c.mode.label()}))
+                .collect::<Vec<_>>(),
+        }),
+    );
+    let mut attrs = json!({
+        "friendly_name": "FluxION plan savings",
+        "icon": "mdi:piggy-bank-outline",
+        "device_class": "monetary",
+        "state_class": "measurement",
+    });
+    let mut state = "unknown".to_string();
+    if let (Some(plan), Some(value)) = (&status.plan, &status.value) {
+        state = format!("{:.2}", value.savings);
+        if let Some(c) = &value.currency {
+            attrs["unit_of_measurement"] = json!(c.code);
+        }
+        attrs["summary"] = json!(value.text);
+        attrs["plan_value"] = json!(round2(value.plan));
+        attrs["self_use_value"] = json!(round2(value.self_use));
+        attrs["hours"] = json!(value.hours);
+        let mut runs: Vec<serde_json::Value> = Vec::new();
+        for w in plan.slots.chunk_by(|a, b| a.mode == b.mode) {
+            runs.push(json!({
+                "start": w[0].start,
+                "mode": w[0].mode.label(),
+                "slots": w.len(),
+                "soc_end": (w[w.len() - 1].soc_end * 10.0).round() / 10.0,
+            }));
+        }
+        let total = runs.len();
+        attrs["plan"] = json!(runs);
+        while serde_json::to_string(&attrs).map_or(0, |t| t.len()) > PUBLISHED_ATTRIBUTES_MAX {
+            runs.truncate(runs.len() * 3 / 4);
+            attrs["plan"] = json!(runs);
+            attrs["plan_truncated"] = json!(format!("first {} of {total} runs", runs.len()));
+        }
+    }
+    vec![
+        mode,
+        next_change,
+        ("sensor.fluxion_plan_savings", state, attrs),
+    ]
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
   var COLORS = { ForceCharge: '#3a9d5d', ForceDischarge: '#e07b39', SelfUse: '#b8c0cc', Hold: '#2b2d42' };
   var NAMES = { ForceCharge: 'Force charge', ForceDischarge: 'Force discharge', SelfUse: 'Self use', Hold: 'Hold' };
   var timeZone;
+  var currency = '';
   var planAt = null;
   var lastPlan = null;
 
@@ -16,8 +17,20 @@
     try { return new Date(iso).toLocaleTimeString([], opts); } catch (e) { return iso; }
   }
 
+  function money(v) { return v.toFixed(2) + (currency ? ' ' + currency : ''); }
+
   function showStatus(s) {
     if (s.time_zone) { timeZone = s.time_zone; }
+    if (s.currency) { currency = s.currency.symbol; }
+    $('savings').textContent = s.value ? s.value.text : '–';
+    var notes = $('notes'), noteList = $('note-list');
+    noteList.innerHTML = '';
+    (s.notes || []).forEach(function (n) {
+      var li = document.createElement('li');
+      li.textContent = n;
+      noteList.appendChild(li);
+    });
+    notes.style.display = s.notes && s.notes.length ? 'block' : 'none';
     $('soc').textContent = s.soc == null ? '–' : s.soc.toFixed(1) + ' %';
     // A select combination that is no mode of ours is shown as read, never as "unknown".
     $('mode').textContent = s.current_mode ? NAMES[s.current_mode] : (s.inverter || 'unknown');
@@ -57,7 +70,8 @@
       return r.json();
     }).then(function (plan) {
       lastPlan = plan;
-      $('value').textContent = (plan.cash + plan.terminal_value).toFixed(2);
+      if (plan.currency) { currency = plan.currency.symbol; }
+      $('value').textContent = money(plan.value);
       draw(plan);
     }).catch(function (e) {
       $('chart-note').textContent = String(e.message || e);
@@ -96,14 +110,27 @@
       ctx.fillRect(left + i * bw, Math.min(y(s.buy), y(0)), Math.max(bw - 0.5, 0.5), Math.abs(y(s.buy) - y(0)));
       ctx.globalAlpha = 1;
     });
-    ctx.strokeStyle = '#2a5db0';
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
+    // A step line over the slots: one flat segment per slot.
+    var steps = function (colour, width, at) {
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = width;
+      ctx.beginPath();
+      slots.forEach(function (s, i) {
+        ctx.lineTo(left + i * bw, at(s));
+        ctx.lineTo(left + (i + 1) * bw, at(s));
+      });
+      ctx.stroke();
+    };
+    steps('#2a5db0', 1.5, function (s) { return y(s.buy); });
+    // PV (area) and house load (line) on their own kWh scale, in the lower half.
+    var emax = Math.max(0.05, Math.max.apply(null, slots.map(function (s) { return Math.max(s.pv_kwh, s.load_kwh); })));
+    var ey = function (e) { return top + ph - e / emax * ph * 0.5; };
+    ctx.fillStyle = 'rgba(242, 194, 48, 0.55)';
     slots.forEach(function (s, i) {
-      ctx.lineTo(left + i * bw, y(s.buy));
-      ctx.lineTo(left + (i + 1) * bw, y(s.buy));
+      if (s.pv_kwh > 0) { ctx.fillRect(left + i * bw, ey(s.pv_kwh), Math.max(bw - 0.5, 0.5), ey(0) - ey(s.pv_kwh)); }
     });
-    ctx.stroke();
+    steps('#5b4636', 1.2, function (s) { return ey(s.load_kwh); });
+    ctx.lineWidth = 1.5;
     ctx.strokeStyle = '#8e44ad';
     ctx.beginPath();
     ctx.moveTo(left, top + ph - slots[0].soc_start / 100 * ph);
@@ -118,6 +145,7 @@
       ctx.fillText(p.toFixed(3), left - 4, y(p) + 4);
     }
     ctx.textAlign = 'left';
+    if (currency) { ctx.fillText(currency + '/kWh', 2, top + 8); }
     ctx.fillText('100 %', w - right + 4, top + 8);
     ctx.fillText('0 %', w - right + 4, top + ph);
     ctx.textAlign = 'center';
@@ -127,7 +155,10 @@
     });
     canvas.dataset.rendered = String(slots.length);
     canvas.dataset.charge = String(slots.filter(function (s) { return s.mode === 'ForceCharge'; }).length);
-    $('chart-note').textContent = 'Plan from ' + clock(slots[0].start) + ', ' + slots.length + ' slots of 15 minutes.';
+    canvas.dataset.pv = String(slots.filter(function (s) { return s.pv_kwh > 0; }).length);
+    $('chart-note').textContent = 'Plan from ' + clock(slots[0].start) + ', ' + slots.length +
+      ' slots of 15 minutes. PV: ' + plan.pv_source + '; load: ' + plan.load_source + '; ' +
+      plan.switches + ' mode changes.';
   }
 
   window.addEventListener('resize', function () { draw(lastPlan); });

@@ -1,6 +1,7 @@
-//! Home Assistant REST client over plain HTTP/1.1 (hyper, no TLS): states, config and the
-//! `select.select_option` service, with timeouts, retries for reads, checked answers for
-//! writes, and errors that name what failed.
+//! Home Assistant REST client over plain HTTP/1.1 (hyper, no TLS): states, config, recorder
+//! history, FluxION's own states and the `select.select_option` service, with timeouts,
+//! bounded answers, retries for reads, checked answers for writes, and errors that name what
+//! failed.
 
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub enum HaError {
     Timeout { url: String, ms: u64 },
     #[error("unexpected answer from {url}: {reason}")]
     Decode { url: String, reason: String },
+    /// The answer was larger than FluxION reads (`HaClient::max_body`).
+    #[error("{url} answered more than {} MiB; not read", limit / (1024 * 1024))]
+    TooLarge { url: String, limit: usize },
     #[error(
         "{url} uses https, but TLS is not built into fluxion-main: use an http:// URL or a \
          TLS-terminating proxy"
@@ -99,6 +103,17 @@ pub struct EntityState {
 pub struct CoreConfig {
     pub time_zone: String,
     pub version: Option<String>,
+    /// The ISO 4217 code set under Settings > System > General (e.g. `CZK`).
+    pub currency: Option<String>,
+}
+
+/// One row of `GET /api/history/period` with `minimal_response`: the first row of each list
+/// is a whole state (its `last_changed` is the period's start when the state began earlier),
+/// the rest only `state` and `last_changed`, one per change.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HistoryRow {
+    pub state: String,
+    pub last_changed: DateTime<Utc>,
 }
 
 impl EntityState {
@@ -129,6 +144,8 @@ pub struct HaClient {
     pub timeout: Duration,
     pub attempts: u32,
     pub backoff: Duration,
+    /// The largest answer read; a larger one is `HaError::TooLarge`.
+    pub max_body: usize,
 }
 
 impl HaClient {
@@ -157,6 +174,7 @@ impl HaClient {
             timeout: Duration::from_secs(10),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            max_body: 4 * 1024 * 1024,
         })
     }
 
@@ -181,7 +199,59 @@ impl HaClient {
         Ok(CoreConfig {
             time_zone,
             version: v.get("version").and_then(Value::as_str).map(str::to_string),
+            currency: v
+                .get("currency")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
+    }
+
+    /// The recorded changes of `entity` from `start` to `end` (`GET /api/history/period/<start>
+    /// ?filter_entity_id=<entity>&end_time=<end>&minimal_response&no_attributes`), tried once
+    /// with this client's timeout and size bound. An entity without history answers `[]`.
+    pub async fn history(
+        &self,
+        entity: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<HistoryRow>, HaError> {
+        // `+` means a space in a query: the offset is written percent-encoded.
+        let stamp = |t: DateTime<Utc>| format!("{}%2B00:00", t.format("%Y-%m-%dT%H:%M:%S"));
+        let path = format!(
+            "/history/period/{}?filter_entity_id={entity}&end_time={}&minimal_response&no_attributes",
+            stamp(start),
+            stamp(end)
+        );
+        let v = self.request(Method::GET, &path, None, None, 1).await?;
+        let lists: Vec<Vec<HistoryRow>> =
+            serde_json::from_value(v).map_err(|e| HaError::Decode {
+                url: format!("{}{path}", self.base),
+                reason: format!("not a list of state lists: {e}"),
+            })?;
+        Ok(lists.into_iter().next().unwrap_or_default())
+    }
+
+    /// Sets a state of FluxION's own (`POST /api/states/<entity>`); core answers 201 for a new
+    /// entity and 200 for an update, both with the state written.
+    pub async fn post_state(
+        &self,
+        entity: &str,
+        state: &str,
+        attributes: &Value,
+    ) -> Result<(), HaError> {
+        let body = serde_json::json!({ "state": state, "attributes": attributes });
+        let path = format!("/states/{entity}");
+        let answer = self
+            .request(Method::POST, &path, Some(body), Some(entity), 1)
+            .await?;
+        if answer.get("state").and_then(Value::as_str) == Some(state) {
+            Ok(())
+        } else {
+            Err(HaError::Decode {
+                url: format!("{}{path}", self.base),
+                reason: format!("the answer is not the state written: {answer:.100}"),
+            })
+        }
     }
 
     pub async fn state(&self, entity: &str) -> Result<EntityState, HaError> {
@@ -314,11 +384,20 @@ impl HaClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
+        let limit = self.max_body;
+        let bytes = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HaError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    }
+                } else {
+                    unreachable(format!("reading the answer: {e}"))
+                }
+            })?
             .to_bytes();
         Ok((status, bytes))
     }

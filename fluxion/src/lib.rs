@@ -2,9 +2,11 @@
 
 pub mod config;
 pub mod control;
+pub mod forecast;
 pub mod ha;
 pub mod plan;
 pub mod price;
+pub mod tariff;
 pub mod web;
 
 /// `fluxion-main --version` text after the name: version and the target it was built for.

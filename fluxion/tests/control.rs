@@ -15,7 +15,7 @@ use fluxion::plan::Mode;
 use serde_json::{json, Value};
 use support::fake_ha::{Core, FakeHa, ServiceCall, TOKEN};
 
-const PRICE: &str = "sensor.current_spot_electricity_price";
+const PRICE: &str = "sensor.current_spot_electricity_price_15min";
 const USE_MODE: &str = "select.solax_charger_use_mode";
 const MANUAL: &str = "select.solax_manual_mode_select";
 
@@ -26,31 +26,13 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn config(ha: &FakeHa, debug: bool, extra: &[(&str, &str)]) -> Config {
-    let mut env = vec![
-        ("HA_URL".to_string(), format!("http://{}", ha.addr)),
-        ("HA_TOKEN".to_string(), TOKEN.to_string()),
-        ("FLUXION_CONTROL_DEBUG_MODE".to_string(), debug.to_string()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::load(&Sources::default(), env).unwrap()
-}
-
 fn controller(ha: &FakeHa, debug: bool) -> (Controller, Arc<Shared>) {
     controller_with(ha, debug, &[])
 }
 
 /// A controller whose client gives up after 300 ms and retries reads quickly.
 fn controller_with(ha: &FakeHa, debug: bool, extra: &[(&str, &str)]) -> (Controller, Arc<Shared>) {
-    let cfg = config(ha, debug, extra);
-    let shared = Shared::new(cfg.control.debug_mode);
-    let mut client = HaClient::new(&ha.api_url(), TOKEN).unwrap();
-    client.timeout = std::time::Duration::from_millis(300);
-    client.backoff = std::time::Duration::from_millis(5);
-    (
-        Controller::with_client(cfg, Some(client), shared.clone()),
-        shared,
-    )
+    support::controller_for(ha, debug, extra, std::time::Duration::from_millis(300))
 }
 
 /// Puts the two selects into `use_mode` / `manual` as the integration would report them.
@@ -87,7 +69,7 @@ fn forecast(from: DateTime<Utc>, parts: &[(i64, f64)]) -> Value {
             t += Duration::hours(1);
         }
     }
-    json!({"unit_of_measurement": "EUR/kWh", "forecast": list})
+    json!({"unit_of_measurement": "Kč/kWh", "forecast": list})
 }
 
 fn cheap_now(ha: &FakeHa, at: DateTime<Utc>) {
@@ -124,6 +106,8 @@ fn select(entity: &str, option: &str) -> ServiceCall {
 #[tokio::test]
 async fn start_up_reads_time_zone_states_and_prices_and_plans() {
     let ha = FakeHa::start();
+    // The winter fixture is in EUR/kWh: a Home Assistant set to euros.
+    ha.set_currency("EUR");
     ha.set(
         PRICE,
         "0.092",
@@ -220,27 +204,37 @@ async fn debug_mode_sends_nothing_but_records_what_it_would_send() {
 }
 
 #[tokio::test]
-async fn mode_changes_are_debounced() {
+async fn mode_changes_are_debounced_and_the_plan_shows_it() {
     let ha = FakeHa::start();
     cheap_now(&ha, t0());
-    let (mut c, _) = controller(&ha, false);
+    let (mut c, shared) = controller(&ha, false);
     assert_eq!(c.tick(t0()).await, Outcome::Changed(Mode::ForceCharge));
     ha.clear_calls();
     let t1 = t0() + Duration::seconds(60);
     soc(&ha, "55", t1);
     dear_now(&ha, t1);
-    assert_eq!(
-        c.tick(t1).await,
-        Outcome::Held {
-            wanted: Mode::ForceDischarge,
-            until: t0() + Duration::seconds(300)
-        }
-    );
+    // Discharging now would pay, but the last change was 60 s ago (debounce 300 s): the plan
+    // itself keeps Force Charge for this slot, so what it shows is what is followed.
+    assert_eq!(c.tick(t1).await, Outcome::Unchanged(Mode::ForceCharge));
+    let plan = shared.status.borrow().plan.clone().unwrap();
+    assert_eq!(plan.slots[0].mode, Mode::ForceCharge);
+    assert_eq!(plan.slots[1].mode, Mode::ForceDischarge);
     assert!(ha.calls().is_empty());
     let t2 = t0() + Duration::seconds(300);
     soc(&ha, "55", t2);
     assert_eq!(c.tick(t2).await, Outcome::Changed(Mode::ForceDischarge));
     assert_eq!(ha.calls(), vec![select(MANUAL, "Force Discharge")]);
+    // The controller's own guard still holds when the plan cannot know the mode: someone set
+    // Feedin Priority right after FluxION's change.
+    let t3 = t2 + Duration::seconds(30);
+    ha.set(USE_MODE, "Feedin Priority", None, t3);
+    soc(&ha, "50", t3);
+    ha.clear_calls();
+    let Outcome::Held { until, .. } = c.tick(t3).await else {
+        panic!("a change 30 s ago must hold")
+    };
+    assert_eq!(until, t2 + Duration::seconds(300));
+    assert!(ha.calls().is_empty());
 }
 
 #[tokio::test]

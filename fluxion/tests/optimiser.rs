@@ -12,6 +12,10 @@ fn fixtures_have_the_expected_horizons() {
     assert_eq!(problem("summer_negative").slots.len(), 96);
     assert_eq!(problem("flat").slots.len(), 96);
     assert_eq!(problem("cz_evening_peak").slots.len(), 96);
+    // ENTSO-e in EUR/MWh, read per kWh.
+    let spring = problem("spring_pv");
+    assert_eq!(spring.slots.len(), 192);
+    assert!((spring.slots[0].buy - 0.095).abs() < 1e-12);
     assert!(problem("summer_negative").slots.iter().any(|s| s.buy < 0.0));
 }
 
@@ -121,4 +125,42 @@ fn hold_keeps_the_night_charge_for_the_czech_evening_peak() {
         .map(|s| (-s.battery_ac_kwh).max(0.0))
         .sum();
     assert!(evening_discharge > 4.0, "{evening_discharge}");
+}
+
+/// The module comment of `plan` quotes this day: with the old default terminal value (mean
+/// buy price x efficiency) the plan charges at the end of the horizon for energy nothing after
+/// it pays back; with the cheap-half rule it does not.
+#[test]
+fn the_terminal_value_does_not_hoard_at_the_end_of_the_horizon() {
+    let mut p = problem("cz_evening_peak");
+    let n = p.slots.len();
+    let mean = p.slots.iter().map(|s| s.buy).sum::<f64>() / n as f64;
+    let tail = |plan: &fluxion::plan::Plan| {
+        plan.slots[n - 24..]
+            .iter()
+            .filter(|s| s.mode == Mode::ForceCharge)
+            .count()
+    };
+    p.terminal_value_per_kwh = Some(mean * p.battery.efficiency);
+    let old = optimise(&p);
+    p.terminal_value_per_kwh = None;
+    let new = optimise(&p);
+    println!(
+        "old rule {:.4}/kWh: {} force-charge slots in the last 6 h, ends at {:.1} %; \
+         new rule {:.4}/kWh: {}, ends at {:.1} %",
+        old.terminal_value_per_kwh,
+        tail(&old),
+        old.slots[n - 1].soc_end,
+        new.terminal_value_per_kwh,
+        tail(&new),
+        new.slots[n - 1].soc_end
+    );
+    assert_eq!(
+        tail(&old),
+        4,
+        "the old rule changed: the plan module comment is stale"
+    );
+    assert_eq!(old.slots[n - 1].soc_end, 54.0);
+    assert_eq!(tail(&new), 0);
+    assert_eq!(new.slots[n - 1].soc_end, 10.0);
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use support::fake_ha::{FakeHa, TOKEN};
 use support::process::{http_get, Service};
 
-const PRICE: &str = "sensor.current_spot_electricity_price";
+const PRICE: &str = "sensor.current_spot_electricity_price_15min";
 const SOC: &str = "sensor.solax_battery_capacity";
 const USE_MODE: &str = "select.solax_charger_use_mode";
 const MANUAL: &str = "select.solax_manual_mode_select";

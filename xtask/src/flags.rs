@@ -102,16 +102,16 @@ pub struct Ci {
     pub no_gitlab_ci_local: bool,
 }
 
-/// Check addon/config.yaml: the HA add-on linter schema plus Supervisor's rules, and the
-/// repository as Supervisor's add-on store loads it; every finding names its key and rule,
-/// and any error fails.
-#[derive(Debug, clap::Args)]
+/// Check addon/config.yaml: every key's type and default (Supervisor's and the HA add-on
+/// linter's) plus their further rules, and the repository as Supervisor's add-on store loads
+/// it; every finding names its key and rule, and any error fails.
+#[derive(Debug, Default, clap::Args)]
 pub struct Lint {
     /// The manifest to check (default: addon/config.yaml).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// The linter's config.schema.json (default: ../shared/ref/ha-addon-linter/ beside the
-    /// checkout); when absent the schema check is skipped, except under CI=true.
+    /// Also validate against this copy of the linter's config.schema.json (Draft 7); the
+    /// built-in rule table is always checked.
     #[arg(long)]
     pub schema: Option<PathBuf>,
     /// The repository to check as Supervisor's add-on store loads it (default: the workspace).

@@ -41,14 +41,15 @@ pub fn use_images_dir(images_dir: &Path) -> anyhow::Result<File> {
 }
 
 /// The directories the pipeline writes temp files into, and a name prefix to limit a sweep to
-/// (the workspace root holds only the `result-<arch>` links' temp files).
+/// (the links' dir, usually the workspace root, holds only the `result-<arch>` links' temp
+/// files).
 fn temp_dirs(ws: &Workspace, cache: &Cache) -> Vec<(PathBuf, &'static str)> {
     let images = ws.images_dir();
     let mut dirs = vec![
         (images.clone(), ""),
         (images.join("blobs").join("sha256"), ""),
         (layer_cache::dir_in(&images), ""),
-        (ws.root.clone(), ".result-"),
+        (ws.result_links_dir().to_owned(), ".result-"),
     ];
     dirs.extend(cache.dirs().into_iter().map(|d| (d, "")));
     dirs

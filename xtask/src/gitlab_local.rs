@@ -1,9 +1,12 @@
 //! Runs .gitlab-ci.yml's `check` and `build:*` jobs for real with gitlab-ci-local (shell
 //! executor), as the last step of `cargo xtask ci`, so the pipeline file is tested, not trusted.
 //!
-//! Recursion: the `check` job itself runs `cargo xtask ci`. The jobs get
-//! `FLUXION_CI_NESTED=1`, and a `cargo xtask ci` that sees it skips this step (and says so),
-//! so the nesting is exactly one level deep.
+//! Each test runs once: the `check` job itself runs `cargo xtask ci`. The jobs get
+//! `FLUXION_CI_NESTED=1`, and a `cargo xtask ci` that sees it skips this step and every step
+//! the outer run has just done on the same files (fmt, clippy, tests, the reproducibility
+//! build; commands/ci.rs), saying so; the build jobs run for real (no-op rebuilds after the
+//! outer run's `image --arch all`). The `integration` jobs are not run here: they are the real-
+//! tool tests the outer `cargo test` already ran.
 //!
 //! Cost: gitlab-ci-local 4.73 runs shell-executor jobs in the checkout itself unless
 //! `--shell-isolation` is given, and the jobs get the outer run's `CARGO_TARGET_DIR`, so they
@@ -13,10 +16,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::workspace::Workspace;
+use crate::workspace::{self, Workspace};
 
 /// Set in the jobs' environment; `cargo xtask ci` skips this step when it is set.
 pub const NESTED_ENV: &str = "FLUXION_CI_NESTED";
+
+/// Why the steps the outer run has done are skipped, when this `cargo xtask ci` runs inside a
+/// gitlab-ci-local job of another one; `None` otherwise.
+pub fn nested() -> Option<&'static str> {
+    std::env::var_os(NESTED_ENV).is_some().then_some(
+        "FLUXION_CI_NESTED is set: this runs inside gitlab-ci-local's `check` job of an outer \
+         `cargo xtask ci`, which has just done this step on the same files",
+    )
+}
 /// The jobs run here. Not `build:aarch64-nix` (no nixpkgs on these machines) nor `release`
 /// (tags only; it pushes to a registry).
 pub const JOBS: [&str; 3] = ["check", "build:amd64", "build:aarch64"];
@@ -25,11 +37,8 @@ pub const VERSION: &str = "4.73.0";
 
 /// Why this step does not run here, if it does not; `Err` when it must run but cannot.
 pub fn skip_reason(sh: &Shell) -> anyhow::Result<Option<String>> {
-    if std::env::var_os(NESTED_ENV).is_some() {
-        return Ok(Some(format!(
-            "{NESTED_ENV} is set: this `cargo xtask ci` runs inside a gitlab-ci-local job, \
-             which must not start gitlab-ci-local again"
-        )));
+    if let Some(why) = nested() {
+        return Ok(Some(why.to_owned()));
     }
     let version = cmd!(sh, "gitlab-ci-local --version")
         .quiet()
@@ -41,12 +50,15 @@ pub fn skip_reason(sh: &Shell) -> anyhow::Result<Option<String>> {
             tracing::warn!("gitlab-ci-local {} found; tested with {VERSION}", v.trim());
             Ok(None)
         }
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => bail!(
-            "gitlab-ci-local is not on PATH and CI=true: install it with \
-             `npm install -g gitlab-ci-local@{VERSION}` (it also needs rsync)"
+        Err(_) if workspace::tools_required() => bail!(
+            "gitlab-ci-local is not on PATH and {}=1: install it with .ci/install-tools \
+             (`npm install -g gitlab-ci-local@{VERSION}`; it also needs rsync)",
+            workspace::REQUIRE_TOOLS_ENV
         ),
         Err(_) => Ok(Some(format!(
-            "gitlab-ci-local is not on PATH (npm install -g gitlab-ci-local@{VERSION})"
+            "gitlab-ci-local is not on PATH (npm install -g gitlab-ci-local@{VERSION}; \
+             this fails under {}=1)",
+            workspace::REQUIRE_TOOLS_ENV
         ))),
     }
 }

@@ -231,7 +231,8 @@ pub fn publish(
 }
 
 /// The outputs `cargo xtask image` writes into the images dir: per arch the docker-archive
-/// (with its `result-<arch>` link at the workspace root) and the single-arch OCI layout; with
+/// (with its `result-<arch>` link at the workspace root or in FLUXION_OUT_DIR) and the
+/// single-arch OCI layout; with
 /// several arches also the multi-arch layout and the OCI + docker archive.
 pub struct ImageOutputs {
     pub archives: DockerArchives,
@@ -246,7 +247,7 @@ impl ImageOutputs {
         ImageOutputs {
             archives: DockerArchives {
                 dir: dir.clone(),
-                result_links: Some(ws.root.clone()),
+                result_links: Some(ws.result_links_dir().to_owned()),
             },
             layouts: PerArchLayouts { dir: dir.clone() },
             multi_layout: MultiArchLayout { dir: dir.clone() },

@@ -1,11 +1,13 @@
-//! Where things are: the workspace root, cargo's target dir, the fluxion crate's version.
+//! Where things are: the workspace root, cargo's target dir, where outputs go, the fluxion
+//! crate's version; and the environment switches the checks read.
 //!
 //! cargo owns the last two (`cargo metadata`), and asking it costs a process start, a sixth
 //! of a no-op rebuild (issue 11); so its answer is remembered in the xtask's cache directory
 //! with the stat of every file and the value of every variable cargo reads to give it (the
 //! workspace and fluxion manifests, every `.cargo/config{,.toml}` from the root up and in
 //! CARGO_HOME, CARGO_TARGET_DIR, CARGO_BUILD_TARGET_DIR, CARGO_HOME, HOME), and cargo is asked
-//! again as soon as one of them differs.
+//! again as soon as one of them differs. Where outputs go (`FLUXION_OUT_DIR`) is not cargo's:
+//! it is read on every run, never remembered.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -22,6 +24,23 @@ pub struct Workspace {
     pub target_dir: PathBuf,
     /// `version` of the `fluxion` package, which must equal addon/config.yaml's.
     pub fluxion_version: String,
+    /// Where `image` puts its outputs instead of the checkout (`FLUXION_OUT_DIR`): images in
+    /// `<out>/images`, the `result-<arch>` links in `<out>`. Tests set it so they never touch
+    /// the user's `target/images` or `result-*`; cargo still compiles in `target_dir`.
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Names a directory for `image`'s outputs (see `Workspace::out_dir`).
+pub const OUT_DIR_ENV: &str = "FLUXION_OUT_DIR";
+
+/// `FLUXION_REQUIRE_TOOLS=1`: a check that needs an outside tool (dockerd, podman, skopeo,
+/// gitlab-ci-local, ...) fails when it is missing instead of skipping with a printed reason.
+/// `.ci/run` and the GitLab `integration` jobs set it. `CI=true` does not decide it: GitLab sets
+/// that in every job, including those whose image has none of the tools.
+pub const REQUIRE_TOOLS_ENV: &str = "FLUXION_REQUIRE_TOOLS";
+
+pub fn tools_required() -> bool {
+    std::env::var(REQUIRE_TOOLS_ENV).is_ok_and(|v| v == "1" || v == "true")
 }
 
 impl Workspace {
@@ -36,6 +55,9 @@ impl Workspace {
                 cwd.display()
             )
         })?;
+        let out_dir = std::env::var_os(OUT_DIR_ENV)
+            .filter(|d| !d.is_empty())
+            .map(|d| cwd.join(d));
         let remembered = host::cache_dir().ok().map(|d| {
             d.join("workspaces").join(format!(
                 "{:x}.json",
@@ -50,6 +72,7 @@ impl Workspace {
                 root,
                 target_dir: r.target_dir,
                 fluxion_version: r.fluxion_version,
+                out_dir,
             });
         }
         let _dir = sh.push_dir(&root);
@@ -81,6 +104,7 @@ impl Workspace {
             root,
             target_dir,
             fluxion_version: fluxion_version.to_owned(),
+            out_dir,
         };
         if let Some(path) = remembered {
             let r = Remembered::of(&ws, Path::new(manifest));
@@ -94,7 +118,16 @@ impl Workspace {
 
     /// Where images and the blob store go.
     pub fn images_dir(&self) -> PathBuf {
-        self.target_dir.join("images")
+        match &self.out_dir {
+            Some(out) => out.join("images"),
+            None => self.target_dir.join("images"),
+        }
+    }
+
+    /// Where the `result-<arch>` links (as `nix build` leaves them) go: the workspace root, or
+    /// `FLUXION_OUT_DIR`.
+    pub fn result_links_dir(&self) -> &Path {
+        self.out_dir.as_deref().unwrap_or(&self.root)
     }
 
     pub fn addon_config(&self) -> PathBuf {

@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{addon, run, tool, workspace, xtask_bin, EPOCH};
+use support::{addon, run, tool, workspace, EPOCH};
 use xtask::arch::Arch;
 use xtask::bench::{snapshot, written};
 use xtask::build::Binary;
@@ -30,10 +30,7 @@ fn binaries() -> Vec<Binary> {
     Arch::ALL
         .iter()
         .map(|&arch| {
-            let path = workspace()
-                .join("target")
-                .join(arch.rust_target())
-                .join("release/fluxion-main");
+            let path = support::built_binary(arch);
             let bytes = std::fs::read(&path).unwrap();
             Binary::new(arch, path, bytes)
         })
@@ -54,6 +51,15 @@ struct Built {
 /// The image step as `cargo xtask image` runs it (per arch: archive, result link, layout),
 /// with the runtime `.deb`s from the cache.
 fn step(ws: &Workspace, bins: &[Binary], c: Compression) -> Vec<Built> {
+    step_at(ws, bins, c, EPOCH)
+}
+
+fn step_at(
+    ws: &Workspace,
+    bins: &[Binary],
+    c: Compression,
+    epoch: xtask::epoch::Epoch,
+) -> Vec<Built> {
     let checked = Checked {
         addon: addon(),
         runtime: rt(),
@@ -64,7 +70,7 @@ fn step(ws: &Workspace, bins: &[Binary], c: Compression) -> Vec<Built> {
         builder: Default::default(),
         compression: c,
         downloads: Mode::Offline,
-        epoch: EPOCH,
+        epoch,
         publishers: outputs.publishers(false),
     };
     let built = pipeline::image_step(ws, &checked, bins, &opts).unwrap();
@@ -90,6 +96,7 @@ fn scratch(dir: &Path) -> Workspace {
         root: dir.to_owned(),
         target_dir: dir.join("target"),
         fluxion_version: "unused".into(),
+        out_dir: None,
     }
 }
 
@@ -100,8 +107,9 @@ fn file_sha(path: &Path) -> String {
 #[test]
 fn a_noop_rebuild_writes_no_file() {
     let rows = support::built_images();
-    let root = workspace();
-    let images = root.join("target/images");
+    // The tests' builds go to their scratch dir (FLUXION_OUT_DIR), never the checkout's.
+    let root = support::out_dir();
+    let images = support::images_dir();
     // Every kind of output `image --arch all` writes is there to be checked.
     for p in [
         "fluxion-ha-amd64.tar",
@@ -136,9 +144,7 @@ fn a_noop_rebuild_writes_no_file() {
     };
     let (before, links_before) = (snapshot(&images).unwrap(), links(&root));
     assert!(before.len() > 4, "the images dir holds the built images");
-    let out = run(Command::new(xtask_bin())
-        .args(["image", "--arch", "all", "--json"])
-        .current_dir(&root));
+    let out = run(support::xtask().args(["image", "--arch", "all", "--json"]));
     let again: Vec<support::Row> = serde_json::from_str(&out).unwrap();
     let after = snapshot(&images).unwrap();
     assert_eq!(
@@ -236,6 +242,28 @@ fn cold_warm_cached_sequential_and_concurrent_builds_are_byte_identical() {
         let tag = format!("fluxion-ha:{}", bin.arch());
         let out = docker_archive::write(&dest, &[(&image, vec![tag])], EPOCH).unwrap();
         assert_eq!(&out.sha256, want, "{}: uncached differs", bin.arch());
+    }
+}
+
+/// `cargo xtask ci`'s reproducibility step compares archive digests between two checkouts;
+/// that comparison can fail: the one time input, the epoch, changes every archive.
+#[test]
+fn another_epoch_gives_other_archives() {
+    let bins = binaries();
+    let tmp = tempfile::tempdir().unwrap();
+    let build = |dir: &str, epoch: xtask::epoch::Epoch| {
+        step_at(
+            &scratch(&tmp.path().join(dir)),
+            &bins,
+            Compression::Gzip,
+            epoch,
+        )
+    };
+    let a = build("a", EPOCH);
+    let b = build("b", xtask::epoch::Epoch(EPOCH.0 + 1));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.image.arch, y.image.arch);
+        assert_ne!(x.written.sha256, y.written.sha256, "{}", x.image.arch);
     }
 }
 
@@ -378,11 +406,7 @@ fn zstd_layers_have_the_gzip_diff_id_and_skopeo_and_podman_read_them() {
 
 #[test]
 fn bad_compression_is_refused() {
-    let out = support::output(
-        Command::new(xtask_bin())
-            .args(["image", "--compression", "brotli"])
-            .current_dir(workspace()),
-    );
+    let out = support::output(support::xtask().args(["image", "--compression", "brotli"]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gzip") && err.contains("zstd"), "{err}");

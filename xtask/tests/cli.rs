@@ -128,17 +128,29 @@ fn shim_dir(log: &Path, bins: &[(&str, PathBuf)]) -> tempfile::TempDir {
     dir
 }
 
-/// The real fluxion-main binaries of the workspace (built by `image` in the real workspace).
+/// The real fluxion-main binaries of the workspace (built by the tests' `image` run).
 fn real_binaries() -> (PathBuf, PathBuf) {
-    support::built_images();
-    let sh = xshell::Shell::new().unwrap();
-    sh.change_dir(support::workspace());
-    let ws = xtask::workspace::Workspace::discover(&sh).unwrap();
-    let bin = |t: &str| ws.target_dir.join(t).join("release/fluxion-main");
+    use xtask::arch::Arch;
     (
-        bin("x86_64-unknown-linux-musl"),
-        bin("aarch64-unknown-linux-musl"),
+        support::built_binary(Arch::Amd64),
+        support::built_binary(Arch::Aarch64),
     )
+}
+
+/// A scratch workspace, its shim's log, and a `cross` shim that "builds" both arches by
+/// copying the real binaries.
+fn scratch_with_cross_shim() -> (tempfile::TempDir, PathBuf, tempfile::TempDir) {
+    let (amd64, aarch64) = real_binaries();
+    let ws = scratch("0.9.0", CONFIG);
+    let log = ws.path().join("cross.log");
+    let shim = shim_dir(
+        &log,
+        &[
+            ("x86_64-unknown-linux-musl", amd64),
+            ("aarch64-unknown-linux-musl", aarch64),
+        ],
+    );
+    (ws, log, shim)
 }
 
 fn with_shim(ws: &Path, shim: &Path, args: &[&str]) -> Output {
@@ -154,16 +166,7 @@ fn with_shim(ws: &Path, shim: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn cross_backend_runs_cross_and_packages_its_artifacts() {
-    let (amd64, aarch64) = real_binaries();
-    let ws = scratch("0.9.0", CONFIG);
-    let log = ws.path().join("cross.log");
-    let shim = shim_dir(
-        &log,
-        &[
-            ("x86_64-unknown-linux-musl", amd64),
-            ("aarch64-unknown-linux-musl", aarch64),
-        ],
-    );
+    let (ws, log, shim) = scratch_with_cross_shim();
     // No Cross.toml: auto means cargo; ask for cross explicitly.
     let o = with_shim(
         ws.path(),
@@ -198,6 +201,48 @@ fn cross_backend_runs_cross_and_packages_its_artifacts() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("--target x86_64-unknown-linux-musl"));
+}
+
+/// `FLUXION_OUT_DIR` (what every test's xtask run gets) moves all of `image`'s outputs: the
+/// checkout's `target/images` and `result-*` are not touched.
+#[test]
+fn out_dir_takes_every_output_away_from_the_checkout() {
+    let (ws, _log, shim) = scratch_with_cross_shim();
+    let out = tempfile::tempdir().unwrap();
+    let path = format!(
+        "{}:{}",
+        shim.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let o = output(
+        Command::new(xtask_bin())
+            .args(["image", "--arch", "all", "--builder", "cross", "--json"])
+            .current_dir(ws.path())
+            .env_remove("CARGO_TARGET_DIR")
+            .env("PATH", path)
+            .env(xtask::workspace::OUT_DIR_ENV, out.path()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<support::Row> = serde_json::from_slice(&o.stdout).unwrap();
+    for r in &rows {
+        let archive = ws.path().join(&r.archive);
+        assert!(archive.starts_with(out.path()), "{}", archive.display());
+        assert!(archive.is_file());
+        let link = out.path().join(format!("result-{}", r.arch));
+        assert_eq!(
+            std::fs::canonicalize(&link).unwrap(),
+            archive.canonicalize().unwrap()
+        );
+    }
+    assert!(out
+        .path()
+        .join("images/fluxion-ha.oci/index.json")
+        .is_file());
+    assert!(
+        !ws.path().join("target/images").exists(),
+        "wrote target/images"
+    );
+    assert!(!ws.path().join("result-amd64").exists() && !ws.path().join("result-aarch64").exists());
 }
 
 #[test]

@@ -295,7 +295,7 @@ fn apparmor_loadable() -> Result<(), String> {
 }
 
 #[test]
-fn the_apparmor_profile_confines_the_shell_where_the_kernel_allows() {
+fn the_apparmor_profile_confines_the_shell_in_docker_where_the_kernel_allows() {
     if let Err(why) = apparmor_loadable() {
         // Not a missing tool: the kernel decides, so this skips even where tools are required.
         eprintln!("SKIP: loading addon/apparmor.txt: {why}");

@@ -304,9 +304,8 @@ fn a_registry_that_rewrites_a_manifest_is_an_error() {
 
 #[test]
 fn push_command_refuses_bad_targets_before_building() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = support::xtask()
         .args(["push", "fluxion-ha"])
-        .current_dir(workspace())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -317,9 +316,8 @@ fn push_command_refuses_bad_targets_before_building() {
         "it built before refusing: {err}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = support::xtask()
         .args(["push", "127.0.0.1:1/fluxion", "--tag", "bad/tag"])
-        .current_dir(workspace())
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -287,7 +287,7 @@ fn docker_config(dir: &Path, json: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn credential_helpers_from_docker_config_are_used_and_their_failure_is_clear() {
+fn credential_helpers_named_in_config_json_are_used_and_their_failure_is_clear() {
     let Some(reg) = Registry::start_with(true) else {
         return;
     };

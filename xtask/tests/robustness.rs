@@ -129,8 +129,8 @@ impl Scratch {
 
         // `cross` that "builds" by copying the real binaries (tests/cli.rs does the same).
         let bin = |t: &str| {
-            support::workspace()
-                .join("target")
+            support::ws()
+                .target_dir
                 .join(t)
                 .join("release/fluxion-main")
         };
@@ -183,6 +183,8 @@ impl Scratch {
             .env("FLUXION_CACHE_DIR", self.cache())
             .env("SOURCE_DATE_EPOCH", EPOCH)
             .env_remove("CARGO_TARGET_DIR")
+            // Its outputs in its own scratch workspace, wherever the caller's go.
+            .env_remove(xtask::workspace::OUT_DIR_ENV)
             .env_remove("FLUXION_XTASK_PAUSE_AT");
         c
     }

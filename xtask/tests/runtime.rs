@@ -4,7 +4,7 @@
 //!
 //! Network: only the tests marked "network" reach http://deb.debian.org, and only when the
 //! download cache (`cargo xtask lock`/`fetch` fill it) lacks what they need; when the mirror
-//! is unreachable they skip, except under CI=true where they fail. Everything else talks
+//! is unreachable they skip, except under FLUXION_REQUIRE_TOOLS=1 where they fail. Everything else talks
 //! to 127.0.0.1 at most.
 mod support;
 
@@ -378,6 +378,7 @@ fn scratch() -> Scratch {
         root: workspace(), // only its Cargo.lock is read (the compressor identity)
         target_dir: dir.path().join("target"),
         fluxion_version: "0.0.0".into(),
+        out_dir: None,
     };
     let store = BlobStore::open(&ws.images_dir().join("blobs").join("sha256")).unwrap();
     let cache = Cache::open(&dir.path().join("cache")).unwrap();

@@ -74,7 +74,7 @@ fn skopeo_sees_labels_architecture_and_os() {
 fn manifest_and_config_validate_against_the_oci_schemas() {
     for arch in ["amd64", "aarch64"] {
         let row = built(arch);
-        let blobs = support::workspace().join("target/images/blobs/sha256");
+        let blobs = support::images_dir().join("blobs/sha256");
         let read = |digest: &str| -> Value {
             let bytes = std::fs::read(blobs.join(digest.trim_start_matches("sha256:"))).unwrap();
             assert_eq!(
@@ -119,10 +119,9 @@ fn docker_loads_and_runs_both_images() {
     let version = support::addon().version;
     // `cargo xtask load` honours DOCKER_HOST and reports the loaded name.
     for arch in ["amd64", "aarch64"] {
-        let out = run(Command::new(support::xtask_bin())
+        let out = run(support::xtask()
             .args(["load", arch])
-            .env("DOCKER_HOST", &dockerd.host)
-            .current_dir(support::workspace()));
+            .env("DOCKER_HOST", &dockerd.host));
         // "loaded fluxion-ha:<arch> (sha256:<config digest>) into Docker"
         let line = out
             .lines()

@@ -8,6 +8,15 @@
 //!   an option the select does not offer (`async_select_option` raises ValueError).
 //! - 401 is text/plain; while "core is down" every call answers 502 as the Supervisor proxy
 //!   does during a core restart.
+//! - `GET /api/config` carries `currency` (CZK by default, as for a Czech install).
+//! - `GET /api/history/period/<start>?filter_entity_id=..&end_time=..&minimal_response
+//!   &no_attributes`: a list with one list per entity that has states in the period, `[]`
+//!   when none; the first row is a whole state whose `last_changed` is the start when the
+//!   state began earlier, the rest `{state, last_changed}`, one per change (the recorder's
+//!   `_sorted_states_to_dict`). Every value change written through `set` is recorded; older
+//!   history is added with `record_history`. The answer can be made slow or huge.
+//! - `POST /api/states/<entity_id>`: 201 with the state for a new entity, 200 for an update;
+//!   400 with a JSON message for a missing or too long state or a bad entity id.
 //!
 //! `start_core(Core::V2024_4)` adds `last_reported`, which moves on every write.
 
@@ -19,7 +28,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -72,6 +81,18 @@ pub struct FakeState {
     pub ignored_writes: std::collections::BTreeSet<String>,
     /// The latest time a test reported a state at: the time service calls are stamped with.
     clock: Option<DateTime<Utc>>,
+    /// `currency` in `/api/config`.
+    pub currency: String,
+    /// Recorded value changes per entity, oldest first.
+    pub history: BTreeMap<String, Vec<(DateTime<Utc>, String)>>,
+    /// Query strings of the history requests received.
+    pub history_requests: Vec<String>,
+    /// History answers wait this long.
+    pub history_delay: Option<Duration>,
+    /// History answers carry this many extra rows (alternating values in the period).
+    pub history_padding: usize,
+    /// Every `POST /api/states` received: (entity, body).
+    pub posted: Vec<(String, Value)>,
 }
 
 pub struct FakeHa {
@@ -110,6 +131,12 @@ impl FakeHa {
             slow_writes: BTreeMap::new(),
             ignored_writes: Default::default(),
             clock: None,
+            currency: "CZK".into(),
+            history: BTreeMap::new(),
+            history_requests: Vec::new(),
+            history_delay: None,
+            history_padding: 0,
+            posted: Vec::new(),
         }));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -124,7 +151,8 @@ impl FakeHa {
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = Router::new()
                     .route("/api/config", get(config))
-                    .route("/api/states/{entity}", get(entity))
+                    .route("/api/states/{entity}", get(entity).post(post_state))
+                    .route("/api/history/period/{start}", get(history))
                     .route("/api/services/{domain}/{service}", post(service))
                     .with_state(app_state);
                 axum::serve(listener, app)
@@ -161,7 +189,52 @@ impl FakeHa {
         let mut s = self.state.lock().unwrap();
         s.clock = Some(s.clock.map_or(at, |c| c.max(at)));
         let core = s.core;
-        write_state(&mut s.states, core, entity, value, attributes, at);
+        let st = &mut *s;
+        write_state(
+            &mut st.states,
+            &mut st.history,
+            core,
+            entity,
+            value,
+            attributes,
+            at,
+        );
+    }
+
+    /// Adds recorded changes (time, value) for `entity`, as if the recorder had them.
+    pub fn record_history(&self, entity: &str, rows: &[(DateTime<Utc>, String)]) {
+        let mut s = self.state.lock().unwrap();
+        let h = s.history.entry(entity.to_string()).or_default();
+        h.extend(rows.iter().cloned());
+        h.sort_by_key(|r| r.0);
+    }
+
+    pub fn set_currency(&self, currency: &str) {
+        self.state.lock().unwrap().currency = currency.into();
+    }
+
+    pub fn slow_history(&self, delay: Duration) {
+        self.state.lock().unwrap().history_delay = Some(delay);
+    }
+
+    pub fn huge_history(&self, extra_rows: usize) {
+        self.state.lock().unwrap().history_padding = extra_rows;
+    }
+
+    pub fn history_requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().history_requests.clone()
+    }
+
+    /// The `POST /api/states` bodies received for `entity`, oldest first.
+    pub fn posted(&self, entity: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .posted
+            .iter()
+            .filter(|(e, _)| e == entity)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Replaces an entity's options (e.g. a select without `Force Charge`).
@@ -221,8 +294,10 @@ impl Drop for FakeHa {
 
 /// Core's state machine write (`StateMachine.async_set`): an unchanged write is dropped
 /// before 2024.4 and only moves `last_reported` from 2024.4; returns whether the state changed.
+/// The recorder keeps every value change.
 fn write_state(
     states: &mut BTreeMap<String, Value>,
+    history: &mut BTreeMap<String, Vec<(DateTime<Utc>, String)>>,
     core: Core,
     entity: &str,
     value: &str,
@@ -242,6 +317,10 @@ fn write_state(
     if value_changed {
         e["state"] = json!(value);
         e["last_changed"] = stamp.clone();
+        history
+            .entry(entity.to_string())
+            .or_default()
+            .push((at, value.to_string()));
     }
     if value_changed || attrs_changed {
         e["last_updated"] = stamp.clone();
@@ -281,7 +360,7 @@ async fn config(State(s): State<Shared>, headers: HeaderMap) -> Response {
     let s = s.lock().unwrap();
     Json(
         json!({"time_zone": s.time_zone, "version": s.core.version(),
-                "unit_system": {"temperature": "°C"}}),
+                "currency": s.currency, "unit_system": {"temperature": "°C"}}),
     )
     .into_response()
 }
@@ -360,10 +439,157 @@ fn select_option(s: &Shared, domain: &str, service: &str, data: &Value) -> Respo
     if st.ignored_writes.contains(&id) {
         return Json(json!([])).into_response();
     }
-    let changed = write_state(&mut st.states, core, &id, &option, None, at);
+    let st = &mut *st;
+    let changed = write_state(
+        &mut st.states,
+        &mut st.history,
+        core,
+        &id,
+        &option,
+        None,
+        at,
+    );
     if changed {
         Json(json!([st.states[&id].clone()])).into_response()
     } else {
         Json(json!([])).into_response()
     }
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "message": text }))).into_response()
+}
+
+/// `HistoryPeriodView.get` over the recorded changes.
+async fn history(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(start): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(r) = gate(&s, &headers) {
+        return r;
+    }
+    let delay = {
+        let mut st = s.lock().unwrap();
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        st.history_requests.push(format!("{start}?{}", q.join("&")));
+        st.history_delay
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let Ok(start) = DateTime::parse_from_rfc3339(&start).map(|t| t.with_timezone(&Utc)) else {
+        return message(StatusCode::BAD_REQUEST, "Invalid datetime");
+    };
+    let end = match query.get("end_time") {
+        Some(e) => match DateTime::parse_from_rfc3339(e) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(_) => return message(StatusCode::BAD_REQUEST, "Invalid end_time"),
+        },
+        None => start + chrono::Duration::days(1),
+    };
+    let Some(entity) = query.get("filter_entity_id") else {
+        return message(StatusCode::BAD_REQUEST, "filter_entity_id is missing");
+    };
+    let minimal = query.contains_key("minimal_response");
+    let st = s.lock().unwrap();
+    let Some(rows) = st.history.get(entity) else {
+        return Json(json!([])).into_response();
+    };
+    // The state at the start (its last change before it), then the changes in the period.
+    let mut picked: Vec<(DateTime<Utc>, String)> = Vec::new();
+    if let Some(before) = rows.iter().rev().find(|r| r.0 < start) {
+        picked.push((start, before.1.clone()));
+    }
+    picked.extend(rows.iter().filter(|r| r.0 >= start && r.0 < end).cloned());
+    if st.history_padding > 0 && end > start {
+        let step = (end - start) / (st.history_padding as i32 + 1);
+        for i in 0..st.history_padding {
+            picked.push((start + step * (i as i32 + 1), format!("{}", 500 + i % 2)));
+        }
+        picked.sort_by_key(|r| r.0);
+    }
+    if picked.is_empty() {
+        return Json(json!([])).into_response();
+    }
+    let full = |t: DateTime<Utc>, v: &str| {
+        json!({"entity_id": entity, "state": v, "attributes": {},
+               "last_changed": t.to_rfc3339(), "last_updated": t.to_rfc3339()})
+    };
+    let mut out = vec![full(picked[0].0, &picked[0].1)];
+    let mut prev = picked[0].1.clone();
+    for (t, v) in &picked[1..] {
+        if minimal {
+            if *v != prev {
+                out.push(json!({"state": v, "last_changed": t.to_rfc3339()}));
+            }
+        } else {
+            out.push(full(*t, v));
+        }
+        prev = v.clone();
+    }
+    Json(json!([out])).into_response()
+}
+
+/// `APIEntityStateView.post`.
+async fn post_state(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = gate(&s, &headers) {
+        return r;
+    }
+    let Ok(data) = serde_json::from_slice::<Value>(&body) else {
+        return message(StatusCode::BAD_REQUEST, "Invalid JSON specified.");
+    };
+    let Some(state) = data.get("state").filter(|v| !v.is_null()) else {
+        return message(StatusCode::BAD_REQUEST, "No state specified.");
+    };
+    let state = match state {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let valid_id = id.split_once('.').is_some_and(|(d, o)| {
+        !d.is_empty()
+            && !o.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+    });
+    if !valid_id {
+        return message(StatusCode::BAD_REQUEST, "Invalid entity ID specified.");
+    }
+    if state.chars().count() > 255 {
+        return message(StatusCode::BAD_REQUEST, "Invalid state specified.");
+    }
+    let mut st = s.lock().unwrap();
+    st.posted.push((id.clone(), data.clone()));
+    let core = st.core;
+    let at = st.clock.unwrap_or_else(Utc::now);
+    let is_new = !st.states.contains_key(&id);
+    let attributes = data.get("attributes").cloned().unwrap_or(json!({}));
+    let st = &mut *st;
+    write_state(
+        &mut st.states,
+        &mut st.history,
+        core,
+        &id,
+        &state,
+        Some(attributes),
+        at,
+    );
+    let status = if is_new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(header::LOCATION, format!("/api/states/{id}"))],
+        Json(st.states[&id].clone()),
+    )
+        .into_response()
 }

@@ -6,7 +6,13 @@ use fluxion::plan::{Battery, Problem, SlotInput};
 use fluxion::price;
 use serde_json::Value;
 
-pub const DAYS: [&str; 4] = ["winter", "summer_negative", "flat", "cz_evening_peak"];
+pub const DAYS: [&str; 5] = [
+    "winter",
+    "summer_negative",
+    "flat",
+    "cz_evening_peak",
+    "spring_pv",
+];
 
 pub fn fixture_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,20 +22,27 @@ pub fn fixture_path(name: &str) -> std::path::PathBuf {
 
 /// The 15-minute price slots of a fixture, from its first priced slot to its last.
 pub fn price_slots(day: &str) -> Vec<price::PriceSlot> {
+    price_slots_with(day, &PricingConfig::default())
+}
+
+/// The price slots of a fixture per kWh (read in its unit), with the tariff of `cfg`.
+pub fn price_slots_with(day: &str, cfg: &PricingConfig) -> Vec<price::PriceSlot> {
     let text = std::fs::read_to_string(fixture_path(&format!("prices/{day}.json"))).unwrap();
     let state: Value = serde_json::from_str(&text).unwrap();
     let updated: DateTime<chrono::FixedOffset> =
         DateTime::parse_from_rfc3339(state["last_updated"].as_str().unwrap()).unwrap();
-    let tz = chrono_tz::Europe::Berlin;
-    let points = price::parse_attributes(
+    let tz = chrono_tz::Europe::Prague;
+    let unit = price::read_unit("sensor.spot_price", &state["attributes"], None).unwrap();
+    let mut points = price::parse_attributes(
         "sensor.spot_price",
         &state["attributes"],
         tz,
         updated.date_naive(),
     )
     .unwrap();
+    price::scale(&mut points, unit.per_kwh);
     let first: DateTime<Utc> = points.first().unwrap().start;
-    price::horizon(&points, &PricingConfig::default(), tz, first)
+    price::horizon(&points, cfg, tz, first)
 }
 
 /// The reference battery of the comparison: 10 kWh, 5 kW both ways, 90 % round trip,
@@ -58,6 +71,7 @@ pub fn problem(day: &str) -> Problem {
         start_soc: 10.0,
         soc_step_percent: 0.5,
         terminal_value_per_kwh: None,
+        switching: Default::default(),
     }
 }
 

@@ -1,6 +1,8 @@
-//! The add-on linter's rules: Home Assistant's JSON schema for config.yaml plus the rules
-//! Supervisor and the upstream linter apply beyond it, each reported as a `Finding` that names
-//! the key and the rule, so one run shows every problem at once.
+//! The add-on linter's rules for addon/config.yaml: the rule table in `keys` (every key
+//! Supervisor or the linter knows, its type and default) plus the rules Supervisor and the
+//! upstream linter apply beyond types, each reported as a `Finding` that names the key and the
+//! rule, so one run shows every problem at once. Needs nothing outside the checkout; a copy of
+//! the linter's JSON schema can be given as an extra check (`lint --schema`).
 //!
 //! A submodule of `addon` (not inline in addon.rs) because the rules and their tests are most of
 //! the code, while addon.rs stays the small model the pipeline reads.
@@ -9,7 +11,7 @@
 //! - Supervisor `supervisor/addons/validate.py` (`_SCHEMA_ADDON_CONFIG`, `_migrate_addon_config`),
 //!   `supervisor/addons/options.py` (`RE_SCHEMA_ELEMENT`, `_check_missing_options`),
 //!   `supervisor/validate.py` (`docker_image`), `supervisor/addons/const.py` (`RE_SLUG`).
-//! - frenck/action-addon-linter `src/lint.py` (snapshot described in ../shared/ref/README.md).
+//! - frenck/action-addon-linter `src/config.schema.json` and `src/lint.py`.
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::LazyLock;
@@ -20,6 +22,9 @@ use serde_json::{json, Value};
 use super::{AddonConfig, SERVICE_PORT};
 use crate::arch::Arch;
 use crate::epoch::Epoch;
+
+pub mod keys;
+use keys::{Extra, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -103,14 +108,15 @@ pub fn parse(text: &str) -> Result<Value, Finding> {
     Ok(json)
 }
 
-/// Every finding for one config.yaml: the JSON schema's (when given) and Supervisor's rules,
-/// sorted and without duplicates (the schema and the built-in defaults can both flag a key).
+/// Every finding for one config.yaml: the rule table's, a given JSON schema's (`lint --schema`)
+/// and Supervisor's and the linter's further rules, sorted and without duplicates (the schema
+/// and the table can both flag a key).
 pub fn lint(text: &str, schema: Option<&Value>, ctx: &Context<'_>) -> Vec<Finding> {
     let doc = match parse(text) {
         Ok(doc) => doc,
         Err(f) => return vec![f],
     };
-    let mut out = Vec::new();
+    let mut out = table_findings(&doc);
     if let Some(schema) = schema {
         out.extend(schema_findings(&doc, schema));
         default_values_from_schema(schema, &doc, "", &mut out);
@@ -265,59 +271,120 @@ pub fn py_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Supervisor's defaults for config.yaml keys (`_SCHEMA_ADDON_CONFIG` in
-/// supervisor/addons/validate.py, `vol.Optional(..., default=...)`). Used by the default-value
-/// rule when the linter schema is absent; a test checks it agrees with the schema's defaults.
-pub fn supervisor_defaults() -> Vec<(&'static str, Value)> {
-    vec![
-        ("advanced", json!(false)),
-        ("apparmor", json!(true)),
-        ("audio", json!(false)),
-        // Deprecated (migrated to `uart`), but the linter schema still declares its default.
-        ("auto_uart", json!(false)),
-        ("auth_api", json!(false)),
-        ("backup", json!("hot")),
-        ("boot", json!("auto")),
-        ("breaking_versions", json!([])),
-        ("devicetree", json!(false)),
-        ("docker_api", json!(false)),
-        ("full_access", json!(false)),
-        ("gpio", json!(false)),
-        ("hassio_api", json!(false)),
-        ("hassio_role", json!("default")),
-        ("homeassistant_api", json!(false)),
-        ("host_dbus", json!(false)),
-        ("host_ipc", json!(false)),
-        ("host_network", json!(false)),
-        ("host_pid", json!(false)),
-        ("host_uts", json!(false)),
-        ("ingress", json!(false)),
-        ("ingress_port", json!(8099)),
-        ("ingress_stream", json!(false)),
-        ("init", json!(true)),
-        ("journald", json!(false)),
-        ("kernel_modules", json!(false)),
-        ("legacy", json!(false)),
-        ("map", json!([])),
-        ("options", json!({})),
-        ("panel_admin", json!(true)),
-        ("panel_icon", json!("mdi:puzzle")),
-        ("realtime", json!(false)),
-        ("schema", json!({})),
-        ("stage", json!("stable")),
-        ("startup", json!("application")),
-        ("stdin", json!(false)),
-        ("timeout", json!(10)),
-        ("tmpfs", json!(false)),
-        ("uart", json!(false)),
-        ("udev", json!(false)),
-        ("ulimits", json!({})),
-        ("usb", json!(false)),
-        ("video", json!(false)),
-    ]
+/// The rule table's findings (keys.rs): required keys, unknown and deprecated keys, each key's
+/// type, no key at its default, and Supervisor's constraints beyond the types.
+pub fn table_findings(doc: &Value) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(obj) = doc.as_object() else {
+        return out;
+    };
+    for key in keys::KEYS.iter().filter(|k| k.required) {
+        if !obj.contains_key(key.name) {
+            out.push(error(key.name, "required", "is required; add it"));
+        }
+    }
+    for (name, value) in obj {
+        // `labels` has its own rule and message (supervisor_rules).
+        if name == "labels" {
+            continue;
+        }
+        let Some(key) = keys::find(name) else {
+            out.push(error(
+                name.as_str(),
+                "unknown-key",
+                "is not a config.yaml key: Supervisor ignores it and the add-on linter rejects \
+                 it (check the spelling)",
+            ));
+            continue;
+        };
+        match key.status {
+            Status::Current => {}
+            Status::Deprecated(what) => out.push(error(
+                name.as_str(),
+                "deprecated-key",
+                format!("is deprecated: {what}"),
+            )),
+            Status::Renamed(new) => out.push(error(
+                name.as_str(),
+                "deprecated-key",
+                format!("was renamed to `{new}` (Supervisor migrates it, the linter rejects it)"),
+            )),
+            Status::SupervisorOnly => out.push(warning(
+                name.as_str(),
+                "linter-unknown",
+                "Supervisor reads it, but the add-on linter's schema does not know it and \
+                 rejects it",
+            )),
+        }
+        // Python equality, as upstream: `panel_admin: 1` is both a type error and the default.
+        if let Some(default) = key.default {
+            let default = default.value.to_json();
+            if py_eq(value, &default) {
+                out.push(default_finding(name, &default));
+            }
+        }
+        match key.ty.check(value) {
+            Some((at, why)) => out.push(error(format!("{name}{at}"), "type", why)),
+            None => extra_findings(key, value, &mut out),
+        }
+    }
+    out
 }
 
-const REQUIRED: [&str; 5] = ["name", "version", "slug", "description", "arch"];
+/// Supervisor's constraints beyond the linter's types (it refuses the add-on when they fail).
+fn extra_findings(key: &keys::Key, value: &Value, out: &mut Vec<Finding>) {
+    let name = key.name;
+    match key.extra {
+        Extra::None => {}
+        Extra::Range(min, max) => {
+            if value
+                .as_f64()
+                .is_some_and(|n| n < min as f64 || n > max as f64)
+            {
+                out.push(error(
+                    name,
+                    "range",
+                    format!("{value} is outside {min}..={max} (Supervisor vol.Range)"),
+                ));
+            }
+        }
+        Extra::Matches(pattern) => {
+            let s = value.as_str().unwrap_or_default();
+            if !Regex::new(pattern).is_ok_and(|re| re.is_match(s)) {
+                out.push(error(
+                    name,
+                    "template",
+                    format!("{s:?} must match Supervisor's template {pattern}"),
+                ));
+            }
+        }
+        Extra::PortKeys => {
+            for k in value.as_object().into_iter().flat_map(|m| m.keys()) {
+                if !PORT_KEY.is_match(k) {
+                    out.push(error(
+                        format!("{name}.{k}"),
+                        "ports",
+                        "must be a container port: <number>, <number>/tcp or <number>/udp \
+                         (Supervisor docker_ports)",
+                    ));
+                }
+            }
+        }
+        Extra::Url => {
+            let s = value.as_str().unwrap_or_default();
+            if !keys::is_url(s) {
+                out.push(error(
+                    name,
+                    "url",
+                    format!("{s:?} is not a URL with a scheme and a host (Supervisor vol.Url)"),
+                ));
+            }
+        }
+    }
+}
+
+/// Supervisor `docker_port` (supervisor/validate.py).
+static PORT_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d+(?:/tcp|/udp)?$").unwrap());
 
 /// Supervisor `RE_SLUG` (supervisor/addons/const.py), anchored as `RE_SLUG_FIELD` is.
 static SLUG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[-_.A-Za-z0-9]+$").unwrap());
@@ -347,27 +414,11 @@ static SCHEMA_ELEMENT: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
-/// Supervisor's and the upstream linter's rules, in Rust; they run with or without the schema.
+/// Supervisor's and the upstream linter's rules beyond the table's types and defaults.
 pub fn supervisor_rules(doc: &Value, text: &str, ctx: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let get = |k: &str| doc.get(k);
     let truthy = |k: &str| get(k).is_some_and(|v| py_eq(v, &json!(true)));
-
-    // Required keys (Supervisor `vol.Required`; also the schema's `required`).
-    for k in REQUIRED {
-        match get(k) {
-            None => out.push(error(k, "required", "is required; add it")),
-            Some(v) if k == "arch" && !v.is_array() => {
-                out.push(error(k, "required", "must be a list of architectures"))
-            }
-            Some(v) if k != "arch" && !v.is_string() => out.push(error(
-                k,
-                "required",
-                format!("must be a string (quote it: {k}: \"{}\")", plain(v)),
-            )),
-            Some(_) => {}
-        }
-    }
 
     if let Some(slug) = get("slug").and_then(Value::as_str) {
         if !SLUG.is_match(slug) {
@@ -398,15 +449,6 @@ pub fn supervisor_rules(doc: &Value, text: &str, ctx: &Context<'_>) -> Vec<Findi
                         plain(a)
                     ),
                 ));
-            }
-        }
-    }
-
-    // Default values, from Supervisor's own table (the schema pass adds nested ones).
-    if let Some(obj) = doc.as_object() {
-        for (k, default) in supervisor_defaults() {
-            if obj.get(k).is_some_and(|v| py_eq(v, &default)) {
-                out.push(default_finding(k, &default));
             }
         }
     }
@@ -480,25 +522,8 @@ fn options_vs_schema(doc: &Value, out: &mut Vec<Finding>) {
     let empty = json!({});
     let options = options.unwrap_or(&empty);
     let schema = schema.unwrap_or(&empty);
-    match (options, schema) {
-        (Value::Object(_), Value::Object(_)) => compare_level(options, schema, "", out),
-        (o, s) => {
-            if !o.is_object() {
-                out.push(error(
-                    "options",
-                    "options-schema",
-                    "must be a mapping of option names to default values",
-                ));
-            }
-            if !s.is_object() {
-                out.push(error(
-                    "schema",
-                    "options-schema",
-                    "must be a mapping of option names to types (or false)",
-                ));
-            }
-        }
-    }
+    // A non-mapping `options` or `schema` is the table's `type` finding already.
+    compare_level(options, schema, "", out);
 }
 
 fn is_optional(schema: &Value) -> bool {
@@ -737,13 +762,6 @@ fn upstream_linter_rules(doc: &Value, truthy: &dyn Fn(&str) -> bool, out: &mut V
             "the flag is expected to be deprecated",
         ));
     }
-    if has("auto_uart") {
-        out.push(error(
-            "auto_uart",
-            "deprecated-key",
-            "is deprecated; use uart",
-        ));
-    }
     if let Some(devices) = doc.get("devices").and_then(Value::as_array) {
         for (i, d) in devices.iter().enumerate() {
             if d.as_str().is_some_and(|d| d.contains(':')) {
@@ -778,13 +796,6 @@ fn upstream_linter_rules(doc: &Value, truthy: &dyn Fn(&str) -> bool, out: &mut V
             "watchdog",
             "watchdog",
             "is obsolete; use a Docker HEALTHCHECK",
-        ));
-    }
-    if has("codenotary") {
-        out.push(error(
-            "codenotary",
-            "deprecated-key",
-            "is no longer used; remove it",
         ));
     }
     if let Some(map) = doc.get("map").and_then(Value::as_array) {

@@ -379,6 +379,7 @@ fn app_only(
         root: copy.clone(),
         target_dir: copy_target.clone(),
         fluxion_version: ws.fluxion_version.clone(),
+        out_dir: None,
     };
     let images = ws2.images_dir();
     // What `image` writes for each arch (the multi-arch outputs aside): archive, link, layout.

@@ -1,4 +1,9 @@
 //! `cargo xtask ci`: everything CI checks, in one command, failing on the first red step.
+//!
+//! Each test runs once: inside the gitlab-ci-local step's `check` job (`FLUXION_CI_NESTED` set,
+//! see gitlab_local.rs) the steps the outer run has just done on the same files (fmt, clippy,
+//! the tests, the reproducibility build) are skipped with a printed reason; what is left checks
+//! that the job's script and environment work (lint, meta, lock, a no-op image build).
 use std::collections::BTreeMap;
 
 use anyhow::Context;
@@ -8,18 +13,16 @@ use super::image::{archive_sha256s, build_all, print_summary};
 use crate::addon::AddonConfig;
 use crate::epoch::Epoch;
 use crate::flags;
+use crate::publish::Format;
 use crate::workspace::Workspace;
 use crate::{gitlab_local, repro};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         // Cheap checks of the add-on's files first: they need no compilation.
-        step("lint addon/config.yaml", || {
-            super::lint::run(
-                &ws.addon_config(),
-                &super::lint::default_schema_path(ws),
-                &ws.fluxion_version,
-            )
+        // The same checks as `cargo xtask lint`: the manifest's rule table and the store check.
+        step("lint (addon/config.yaml and the store check)", || {
+            flags::Lint::default().run(sh, ws)
         })?;
         step("meta --check", || {
             let addon = AddonConfig::load(&ws.addon_config())?;
@@ -29,12 +32,13 @@ impl flags::Ci {
         step("lock --check", || {
             crate::runtime::Runtime::load(&ws.root).map(|_| ())
         })?;
-        step("cargo fmt --check", || {
+        let nested = gitlab_local::nested();
+        once("cargo fmt --check", nested, || {
             cmd!(sh, "cargo fmt --all --check")
                 .run()
                 .map_err(Into::into)
         })?;
-        step("cargo clippy", || {
+        once("cargo clippy", nested, || {
             cmd!(
                 sh,
                 "cargo clippy --workspace --all-targets --locked -- -D warnings"
@@ -42,7 +46,7 @@ impl flags::Ci {
             .run()
             .map_err(Into::into)
         })?;
-        step("cargo test", || {
+        once("cargo test", nested, || {
             cmd!(sh, "cargo test --workspace --locked")
                 .run()
                 .map_err(Into::into)
@@ -55,16 +59,32 @@ impl flags::Ci {
             || build_all(sh, ws, epoch),
         )?;
         print_summary(ws, &built, false);
-        if !self.no_repro {
-            step("reproducibility", || {
+        if self.no_repro {
+            println!("ci: reproducibility step skipped: --no-repro was given");
+        } else {
+            once("reproducibility", nested, || {
                 let dir = self
                     .repro_dir
                     .clone()
                     .unwrap_or_else(|| repro::default_dir(ws));
                 repro::mirror(sh, ws, &dir)?;
                 let xtask = running_xtask()?;
-                let theirs = repro::build_copy(sh, &xtask, &dir, epoch)?;
-                let ours: BTreeMap<String, String> = archive_sha256s(&built);
+                let multi = built
+                    .output(Format::HybridArchive, None)
+                    .context("`image --arch all` wrote no multi-arch archive")?;
+                let name = multi
+                    .path
+                    .as_deref()
+                    .and_then(|p| p.file_name())
+                    .and_then(|n| n.to_str())
+                    .context("the multi-arch archive has no file name")?;
+                let theirs = repro::build_copy(sh, &xtask, &dir, epoch, name)?;
+                let mut ours: BTreeMap<String, String> = archive_sha256s(&built);
+                let sha = multi
+                    .written
+                    .as_ref()
+                    .context("the multi-arch archive's digest was not recorded")?;
+                ours.insert(repro::MULTI_ARCH.to_owned(), sha.sha256.clone());
                 repro::compare(&ours, &theirs)
             })?;
         }
@@ -72,6 +92,8 @@ impl flags::Ci {
         step("gitlab-ci-local (check, build:*)", || {
             let reason = if self.no_gitlab_ci_local {
                 Some("--no-gitlab-ci-local was given".to_owned())
+            } else if let Some(why) = nested {
+                Some(why.to_owned())
             } else {
                 gitlab_local::skip_reason(sh)?
             };
@@ -103,6 +125,22 @@ fn running_xtask() -> anyhow::Result<std::path::PathBuf> {
             exe.display()
         )
     })
+}
+
+/// A step the outer `cargo xtask ci` has already run when this one is nested (`nested` holds
+/// why): skipped with the reason printed, so nothing is checked twice.
+fn once(
+    name: &str,
+    nested: Option<&str>,
+    f: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match nested {
+        Some(why) => {
+            println!("ci: {name} skipped: {why}");
+            Ok(())
+        }
+        None => step(name, f),
+    }
 }
 
 fn step<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {

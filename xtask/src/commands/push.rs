@@ -23,9 +23,6 @@ impl flags::Push {
         }
         // The add-on as `cargo xtask lint` sees it: what lint rejects is never pushed.
         let lint = super::lint::findings(sh, ws)?;
-        for note in &lint.notes {
-            tracing::info!("{note}");
-        }
         let errors = lint.errors();
         if !errors.is_empty() {
             anyhow::bail!(

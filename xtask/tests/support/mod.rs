@@ -1,6 +1,11 @@
 //! Test support: the real tools a test needs (found on PATH, started privately, stopped by PID
-//! in `Drop`), the reference schemas, and a small two-arch image fixture built through the
-//! library — the same assemble/publish code `cargo xtask image` runs, without compiling fluxion.
+//! in `Drop`), the reference schemas (only where `FLUXION_REF_DIR` names them), and a small
+//! two-arch image fixture built through the library — the same assemble/publish code
+//! `cargo xtask image` runs, without compiling fluxion.
+//!
+//! Tests never write the user's outputs: every `cargo xtask` they run gets `FLUXION_OUT_DIR`
+//! (a scratch dir under cargo's target dir, see `out_dir`), so `target/images` and `result-*`
+//! of the checkout stay as the user left them.
 #![allow(dead_code)] // each test binary uses a different part of this module
 pub mod fixture;
 use std::collections::BTreeMap;
@@ -24,16 +29,18 @@ use xtask::publish::{full_name, Assembled, Publisher, Written};
 
 pub const EPOCH: Epoch = Epoch(1_700_000_000);
 
-/// A test that needs what is missing: skip with a reason, except under CI=true where it fails.
-/// Returns false when the caller should return early.
+/// A test that needs what is missing: skip with a printed reason, except under
+/// `FLUXION_REQUIRE_TOOLS=1` (set by `.ci/run` and the GitLab `integration` jobs), where it
+/// fails. Returns false when the caller should return early.
 pub fn require(what: &str, present: bool) -> bool {
     if present {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} is required under CI=true");
+    let switch = xtask::workspace::REQUIRE_TOOLS_ENV;
+    if xtask::workspace::tools_required() {
+        panic!("{what} is required under {switch}=1 (install it with .ci/install-tools)");
     }
-    eprintln!("SKIP: {what} is missing; skipping (this fails under CI=true)");
+    eprintln!("SKIP: {what} is missing; skipping (this fails under {switch}=1)");
     false
 }
 
@@ -209,7 +216,8 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// None (after printing why) when docker is not installed and CI is not set.
+    /// None (after printing why) when docker is not installed (a panic under
+    /// FLUXION_REQUIRE_TOOLS=1).
     pub fn start(insecure_registry: Option<&str>) -> Option<Dockerd> {
         if !(have("dockerd") && have("docker")) {
             return None;
@@ -369,14 +377,44 @@ impl Podman {
     }
 }
 
-/// The OCI image-spec schemas beside the checkout (`<workspace>/../shared/ref/oci-image-spec`).
+/// Names the folder of reference files (`oci-image-spec/`, `ha-addon-linter/`, as in
+/// /work/shared/ref); `.ci/run` sets it. Nothing else makes a test read files from outside
+/// the checkout.
+pub const REF_DIR_ENV: &str = "FLUXION_REF_DIR";
+
+/// `<FLUXION_REF_DIR>/<rel>`, or `None` with a printed reason when the variable is unset (an
+/// optional cross-check, also under FLUXION_REQUIRE_TOOLS=1: GitLab runners have no copy). A
+/// variable that names a folder without `rel` is a mistake and fails. A relative value is
+/// taken from the workspace root.
+pub fn reference(rel: &str) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os(REF_DIR_ENV).filter(|d| !d.is_empty()) else {
+        eprintln!(
+            "SKIP: {REF_DIR_ENV} is not set, so the cross-check against the reference {rel} \
+             is skipped (set it to the folder holding oci-image-spec/ and ha-addon-linter/; \
+             .ci/run does)"
+        );
+        return None;
+    };
+    let path = workspace().join(dir).join(rel);
+    assert!(
+        path.exists(),
+        "{REF_DIR_ENV} names {}, which has no {rel}",
+        workspace()
+            .join(std::env::var_os(REF_DIR_ENV).unwrap())
+            .display()
+    );
+    Some(path)
+}
+
+/// The OCI image-spec schemas (`<FLUXION_REF_DIR>/oci-image-spec`), when named.
 pub fn oci_schemas() -> Option<PathBuf> {
-    let dir = workspace().join("../shared/ref/oci-image-spec");
-    require(
-        &format!("the reference schemas at {}", dir.display()),
+    let dir = reference("oci-image-spec")?;
+    assert!(
         dir.join("image-index-schema.json").is_file(),
-    )
-    .then_some(dir)
+        "{} lacks image-index-schema.json",
+        dir.display()
+    );
+    Some(dir)
 }
 
 /// Resolve every `$ref` URL by its last path segment to the local file (ref/README.md): the
@@ -415,7 +453,8 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// A tool on PATH (its path), or None after a skip notice (a panic under CI=true).
+/// A tool on PATH (its path), or None after a skip notice (a panic under
+/// FLUXION_REQUIRE_TOOLS=1).
 pub fn tool(name: &str) -> Option<PathBuf> {
     if have(name) {
         xtask::host::which(name)
@@ -431,6 +470,44 @@ pub fn xtask_bin() -> PathBuf {
 pub fn output(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+/// The workspace as the xtask sees it (cargo's target dir honours CARGO_TARGET_DIR), with
+/// its outputs redirected to the tests' scratch dir (`out_dir`).
+pub fn ws() -> &'static xtask::workspace::Workspace {
+    static WS: std::sync::OnceLock<xtask::workspace::Workspace> = std::sync::OnceLock::new();
+    WS.get_or_init(|| {
+        let sh = xshell::Shell::new().unwrap();
+        sh.change_dir(workspace());
+        let mut ws = xtask::workspace::Workspace::discover(&sh).unwrap();
+        ws.out_dir = Some(ws.target_dir.join("xtask-tests"));
+        ws
+    })
+}
+
+/// Cargo's target dir for this workspace.
+pub fn target_dir() -> PathBuf {
+    ws().target_dir.clone()
+}
+
+/// Where the tests' `cargo xtask image` runs put their outputs (`FLUXION_OUT_DIR`): a fixed
+/// scratch dir under cargo's target dir, so the layer caches stay warm from one test binary
+/// to the next, and never `target/images` or `result-*`.
+pub fn out_dir() -> PathBuf {
+    ws().out_dir.clone().expect("ws() sets out_dir")
+}
+
+/// The images dir of the tests' builds.
+pub fn images_dir() -> PathBuf {
+    ws().images_dir()
+}
+
+/// `cargo xtask` (the binary under test) in the real workspace, writing to `out_dir()`.
+pub fn xtask() -> Command {
+    let mut c = Command::new(xtask_bin());
+    c.current_dir(workspace())
+        .env(xtask::workspace::OUT_DIR_ENV, out_dir());
+    c
 }
 
 /// One row of `cargo xtask image --json`.
@@ -452,16 +529,23 @@ impl Row {
     }
 }
 
-/// The real images: `cargo xtask image --arch all` in the real workspace, once per test
-/// binary (cargo makes the repeats in other test binaries cheap).
+/// The real images: `cargo xtask image --arch all` in the real workspace, into `out_dir()`,
+/// once per test binary (cargo and the layer caches make the repeats in other binaries cheap).
 pub fn built_images() -> &'static [Row] {
     static ROWS: std::sync::OnceLock<Vec<Row>> = std::sync::OnceLock::new();
     ROWS.get_or_init(|| {
-        let out = run(Command::new(xtask_bin())
-            .args(["image", "--arch", "all", "--json"])
-            .current_dir(workspace()));
+        let out = run(xtask().args(["image", "--arch", "all", "--json"]));
         serde_json::from_str(&out).expect("image --json prints the summary rows")
     })
+}
+
+/// The built `fluxion-main` for an arch (after `built_images()`).
+pub fn built_binary(arch: Arch) -> PathBuf {
+    built_images();
+    target_dir()
+        .join(arch.rust_target())
+        .join("release")
+        .join(xtask::build::BIN)
 }
 
 pub fn built(arch: &str) -> &'static Row {
