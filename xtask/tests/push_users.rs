@@ -388,6 +388,58 @@ fn credential_helpers_named_in_config_json_are_used_and_their_failure_is_clear()
 }
 
 #[test]
+fn the_push_command_asks_the_credential_store_found_on_path() {
+    // `cargo xtask push` as a user runs it after `docker login` with a credential store:
+    // $DOCKER_CONFIG/config.json names it, the helper is found on PATH.
+    let Some(reg) = Registry::start_with(true) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    credential_helper(&bin);
+    let cfg = docker_config(
+        &tmp.path().join("cfg"),
+        &format!(r#"{{"auths":{{"{}":{{}}}},"credsStore":"test"}}"#, reg.addr),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = output(
+        xtask()
+            .args(["push", &format!("{}/fluxion", reg.addr)])
+            .env("DOCKER_CONFIG", &cfg)
+            .env("PATH", path)
+            .env_remove("CI_REGISTRY_USER")
+            .env_remove("CI_REGISTRY_PASSWORD"),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let version = addon().version;
+    let tagged = format!("tagged   {}/fluxion:{version} -> ", reg.addr);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&tagged))
+        .unwrap_or_else(|| panic!("no {tagged:?} in:\n{stdout}"));
+    let basic = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
+    assert_eq!(
+        head_digest_as(
+            &reg.addr,
+            "fluxion",
+            &version,
+            Some(&format!("Basic {basic}"))
+        )
+        .as_deref(),
+        Some(&line[tagged.len()..])
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin.join("asked")).unwrap().trim(),
+        reg.addr
+    );
+}
+
+#[test]
 fn resets_and_503s_are_retried_within_the_bound() {
     let Some(reg) = Registry::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
