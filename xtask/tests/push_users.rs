@@ -255,10 +255,12 @@ fn head_digest_as(
     }
 }
 
-/// A fake `docker-credential-test` in `dir`: `get` reads the server URL on stdin (and notes
-/// it in `dir/asked`); for 127.0.0.1 it answers the test registry's user, else "not found";
-/// with `dir/fail` present it fails as a locked keychain would.
-fn credential_helper(dir: &Path) {
+/// A fake `docker-credential-test` in `<tmp>/bin` (returned): `get` reads the server URL on
+/// stdin (and notes it in `bin/asked`); for 127.0.0.1 it answers the test registry's user,
+/// else "not found"; with `bin/fail` present it fails as a locked keychain would.
+fn credential_helper(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("bin");
+    std::fs::create_dir(&dir).unwrap();
     let script = r#"#!/bin/sh
 # A fake docker credential helper (docker-credential-helpers protocol).
 here=$(dirname "$0")
@@ -278,6 +280,13 @@ esac
     std::fs::write(&path, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// The `Authorization` value for the basic-auth test registry's user.
+fn basic_auth() -> String {
+    let pair = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
+    format!("Basic {pair}")
 }
 
 fn docker_config(dir: &Path, json: &str) -> std::path::PathBuf {
@@ -292,9 +301,7 @@ fn credential_helpers_named_in_config_json_are_used_and_their_failure_is_clear()
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    credential_helper(&bin);
+    let bin = credential_helper(tmp.path());
     let (m, _) = publish(&tmp.path().join("images"), "v1");
     let tags = vec![addon().version];
     let wrong = base64::engine::general_purpose::STANDARD.encode("ci-user:stale");
@@ -322,14 +329,8 @@ fn credential_helpers_named_in_config_json_are_used_and_their_failure_is_clear()
     );
     let report = push_to(&reg.addr, "fluxion", &m.multi, &tags, false, Some(creds)).unwrap();
     assert_eq!(report.uploaded.len(), 5, "{report:?}");
-    let basic = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
     assert_eq!(
-        head_digest_as(
-            &reg.addr,
-            "fluxion",
-            &tags[0],
-            Some(&format!("Basic {basic}"))
-        ),
+        head_digest_as(&reg.addr, "fluxion", &tags[0], Some(&basic_auth())),
         Some(m.multi.index.digest.clone())
     );
 
@@ -395,9 +396,7 @@ fn the_push_command_asks_the_credential_store_found_on_path() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    credential_helper(&bin);
+    let bin = credential_helper(tmp.path());
     let cfg = docker_config(
         &tmp.path().join("cfg"),
         &format!(r#"{{"auths":{{"{}":{{}}}},"credsStore":"test"}}"#, reg.addr),
@@ -422,15 +421,8 @@ fn the_push_command_asks_the_credential_store_found_on_path() {
         .lines()
         .find(|l| l.starts_with(&tagged))
         .unwrap_or_else(|| panic!("no {tagged:?} in:\n{stdout}"));
-    let basic = base64::engine::general_purpose::STANDARD.encode("ci-user:s3cret");
     assert_eq!(
-        head_digest_as(
-            &reg.addr,
-            "fluxion",
-            &version,
-            Some(&format!("Basic {basic}"))
-        )
-        .as_deref(),
+        head_digest_as(&reg.addr, "fluxion", &version, Some(&basic_auth())).as_deref(),
         Some(&line[tagged.len()..])
     );
     assert_eq!(
