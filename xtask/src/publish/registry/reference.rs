@@ -162,18 +162,6 @@ mod tests {
             Reference::parse("reg.lan:5000/x").unwrap().scheme(true),
             "http"
         );
-        let hub = Reference::parse("docker.io/owner/fluxion").unwrap();
-        assert_eq!(
-            (hub.api_host(), hub.credential_key()),
-            (
-                "registry-1.docker.io",
-                "https://index.docker.io/v1/".to_owned()
-            )
-        );
-        assert_eq!(
-            (local.api_host(), local.credential_key()),
-            ("127.0.0.1:5000", "127.0.0.1:5000".to_owned())
-        );
         for bad in [
             "fluxion",
             "fluxion-ha/fluxion",
