@@ -1,13 +1,12 @@
-//! The push itself: every blob each repository lacks, then per-arch manifests by digest, then
-//! the index by digest, tags last — an interrupted push never leaves a tag pointing at
-//! something incomplete, and re-running it finishes the job; and the publisher that checks the
-//! Supervisor contract before it pushes.
+//! The push itself: every blob each repository lacks (a per-arch repository mounts them from
+//! the main one), then per-arch manifests by digest, then the index by digest, tags last — an
+//! interrupted push never leaves a tag pointing at something incomplete, and re-running it
+//! finishes the job; and the publisher that checks the Supervisor contract before it pushes.
 use std::cell::RefCell;
 
 use anyhow::Context;
 
-use super::auth::Credentials;
-use super::client::Repo;
+use super::client::{Access, Repo, Sent};
 use super::reference::{check_tag, Reference};
 use crate::addon::AddonConfig;
 use crate::image::index::MultiArch;
@@ -19,12 +18,17 @@ use crate::publish::{contract, Assembled, Format, Output, Publisher};
 pub struct Report {
     /// Digests uploaded, in order (repository-qualified duplicates counted once per repo).
     pub uploaded: Vec<String>,
+    /// Digests a per-arch repository mounted from the main one (no bytes sent).
+    pub mounted: Vec<String>,
     pub skipped: Vec<String>,
+    /// Bytes of the blobs uploaded.
     pub bytes: u64,
     /// `repo@digest` of every manifest and index put, in order.
     pub manifests: Vec<String>,
     /// `repo:tag` -> digest, written last.
     pub tags: Vec<(String, String)>,
+    /// Every request retried, as logged.
+    pub retries: Vec<String>,
 }
 
 /// Push `multi` to `target` under `tags`, and with `per_arch` each image to
@@ -35,37 +39,50 @@ pub fn push(
     multi: &MultiArch,
     tags: &[String],
     per_arch: bool,
-    creds: Option<Credentials>,
-    insecure: bool,
+    access: &Access,
 ) -> anyhow::Result<Report> {
     for t in tags {
         check_tag(t)?;
     }
     let mut report = Report::default();
-    let mut main = Repo::connect(target, creds.clone(), insecure)?;
+    let mut main = Repo::connect(target, access, None)?;
     let mut arch_repos = Vec::new();
     if per_arch {
         for image in &multi.images {
             let r = target.per_arch(image.arch.hass_arch());
-            arch_repos.push((image, Repo::connect(&r, creds.clone(), insecure)?));
+            arch_repos.push((image, Repo::connect(&r, access, Some(target))?));
         }
     }
+    let result = push_to(&mut main, &mut arch_repos, multi, tags, &mut report);
+    for repo in std::iter::once(&mut main).chain(arch_repos.iter_mut().map(|(_, r)| r)) {
+        report.retries.append(&mut repo.retries);
+    }
+    result.map(|()| report)
+}
 
+fn push_to(
+    main: &mut Repo,
+    arch_repos: &mut [(&crate::image::Image, Repo)],
+    multi: &MultiArch,
+    tags: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     // 1. blobs (layers and configs), skipping what each repository already has.
     let all: Vec<&Blob> = multi
         .images
         .iter()
         .flat_map(|i| i.layers.iter().map(|l| &l.blob).chain([&i.config]))
         .collect();
-    push_blobs(&mut main, &all, &mut report)?;
-    for (image, repo) in &mut arch_repos {
+    push_blobs(main, &all, None, report)?;
+    // Every blob is in the main repository now: the per-arch ones mount them from there.
+    for (image, repo) in arch_repos.iter_mut() {
         let blobs: Vec<&Blob> = image
             .layers
             .iter()
             .map(|l| &l.blob)
             .chain([&image.config])
             .collect();
-        push_blobs(repo, &blobs, &mut report)?;
+        push_blobs(repo, &blobs, Some(&main.reference), report)?;
     }
     // 2. per-arch manifests, by digest (untagged until step 4).
     for image in &multi.images {
@@ -74,7 +91,7 @@ pub fn push(
             .manifests
             .push(format!("{}@{}", main.reference, image.manifest.digest));
     }
-    for (image, repo) in &mut arch_repos {
+    for (image, repo) in arch_repos.iter_mut() {
         repo.put_manifest(&image.manifest.digest, &image.manifest)?;
         report
             .manifests
@@ -86,26 +103,39 @@ pub fn push(
         .manifests
         .push(format!("{}@{}", main.reference, multi.index.digest));
     // 4. tags, last.
-    for tag in tags {
-        main.put_manifest(tag, &multi.index)?;
-        report.tags.push((
-            format!("{}:{tag}", main.reference),
-            multi.index.digest.clone(),
-        ));
+    let mut tag_targets: Vec<(&mut Repo, &Blob)> = vec![(main, &multi.index)];
+    for (image, repo) in arch_repos.iter_mut() {
+        tag_targets.push((repo, &image.manifest));
     }
-    for (image, repo) in &mut arch_repos {
+    for (repo, manifest) in tag_targets {
         for tag in tags {
-            repo.put_manifest(tag, &image.manifest)?;
-            report.tags.push((
-                format!("{}:{tag}", repo.reference),
-                image.manifest.digest.clone(),
-            ));
+            repo.put_tag(tag, manifest).with_context(|| {
+                let done: Vec<&str> = report.tags.iter().map(|(t, _)| t.as_str()).collect();
+                format!(
+                    "tags written before this one, all as pushed: {}",
+                    if done.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        done.join(", ")
+                    }
+                )
+            })?;
+            report
+                .tags
+                .push((format!("{}:{tag}", repo.reference), manifest.digest.clone()));
         }
     }
-    Ok(report)
+    Ok(())
 }
 
-fn push_blobs(repo: &mut Repo, blobs: &[&Blob], report: &mut Report) -> anyhow::Result<()> {
+/// Put each blob `repo` lacks: mounted from `mount_from` when given (falling back to an
+/// upload when the registry declines), else uploaded.
+fn push_blobs(
+    repo: &mut Repo,
+    blobs: &[&Blob],
+    mount_from: Option<&Reference>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for blob in blobs {
         if !seen.insert(&blob.digest) {
@@ -115,10 +145,14 @@ fn push_blobs(repo: &mut Repo, blobs: &[&Blob], report: &mut Report) -> anyhow::
             tracing::debug!(digest = %blob.digest, repo = %repo.reference, "already there");
             report.skipped.push(blob.digest.clone());
         } else {
-            tracing::info!(digest = %blob.digest, size = blob.size, repo = %repo.reference, "uploading");
-            repo.upload_blob(blob)?;
-            report.uploaded.push(blob.digest.clone());
-            report.bytes += blob.size;
+            tracing::info!(digest = %blob.digest, size = blob.size, repo = %repo.reference, mount = mount_from.is_some(), "sending");
+            match repo.put_blob(blob, mount_from)? {
+                Sent::Mounted => report.mounted.push(blob.digest.clone()),
+                Sent::Uploaded => {
+                    report.uploaded.push(blob.digest.clone());
+                    report.bytes += blob.size;
+                }
+            }
         }
     }
     Ok(())
@@ -130,8 +164,7 @@ pub struct Registry {
     pub target: Reference,
     pub tags: Vec<String>,
     pub per_arch: bool,
-    pub creds: Option<Credentials>,
-    pub insecure: bool,
+    pub access: Access,
     /// The add-on the images are for, and the fluxion crate version (contract.rs).
     pub addon: AddonConfig,
     pub fluxion_version: String,
@@ -144,8 +177,7 @@ impl Registry {
         target: Reference,
         tags: Vec<String>,
         per_arch: bool,
-        creds: Option<Credentials>,
-        insecure: bool,
+        access: Access,
         addon: AddonConfig,
         fluxion_version: String,
     ) -> Registry {
@@ -153,8 +185,7 @@ impl Registry {
             target,
             tags,
             per_arch,
-            creds,
-            insecure,
+            access,
             addon,
             fluxion_version,
             report: RefCell::new(None),
@@ -180,15 +211,8 @@ impl Publisher for Registry {
         let multi = a.multi("a registry push")?;
         contract::check(&self.addon, &self.fluxion_version, multi, &self.tags)
             .context("refusing to push: the images break the Home Assistant Supervisor contract")?;
-        let report = push(
-            &self.target,
-            multi,
-            &self.tags,
-            self.per_arch,
-            self.creds.clone(),
-            self.insecure,
-        )
-        .with_context(|| format!("pushing to {}", self.target))?;
+        let report = push(&self.target, multi, &self.tags, self.per_arch, &self.access)
+            .with_context(|| format!("pushing to {}", self.target))?;
         let out = report
             .tags
             .iter()
