@@ -365,7 +365,7 @@ fn read_request(stream: &std::net::TcpStream) -> Option<Req> {
 }
 
 #[test]
-fn bearer_token_flow_with_docker_config_credentials() {
+fn bearer_token_flow_with_credentials_from_the_client_config() {
     // A stand-in for a token-auth registry (distribution's "token" scheme, as ghcr.io and
     // GitLab use): every /v2/ call without the bearer token gets 401 + a challenge; the
     // token endpoint wants Basic credentials and the repository scope. It stores what it is
