@@ -6,8 +6,12 @@ use anyhow::Context;
 
 /// The first `tool` on PATH that is a file, like `command -v` (no shell involved).
 pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    which_in(tool, &std::env::var_os("PATH")?)
+}
+
+/// `which` on a given search path (a `PATH` value).
+pub fn which_in(tool: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(tool))
         .find(|p| p.is_file())
 }

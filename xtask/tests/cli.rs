@@ -340,3 +340,23 @@ fn missing_cross_is_a_clear_error() {
     );
     assert_failed_and_wrote_nothing(&o, ws.path(), &["needs `cross` on PATH"]);
 }
+
+#[test]
+fn image_prints_what_lint_finds_as_warnings() {
+    // A default-valued key (the linter rejects it): `image` says so before it builds, and
+    // that `push` would refuse. (The version mismatch stops it before compiling anything.)
+    let ws = scratch("0.9.1", &format!("{CONFIG}boot: auto\n"));
+    let o = xtask(ws.path(), &["image", "--arch", "amd64"]);
+    let err = stderr(&o);
+    let lint = err
+        .find("boot")
+        .unwrap_or_else(|| panic!("no lint warning about `boot`:\n{err}"));
+    assert!(err.contains("`cargo xtask push` refuses"), "{err}");
+    let mismatch = err
+        .find("Error: version mismatch")
+        .expect("the build's own error");
+    assert!(
+        lint < mismatch,
+        "the lint ran after the build started:\n{err}"
+    );
+}

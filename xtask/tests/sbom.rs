@@ -268,6 +268,17 @@ fn fixture_with_sboms(dir: &std::path::Path) -> (MultiBuilt, Vec<Sbom>) {
     (m, sboms)
 }
 
+/// GET `url` (loopback): the status and body.
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(url).call().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_vec().unwrap())
+}
+
 fn skopeo_raw(reference: &str) -> Value {
     let out = output(
         Command::new("skopeo")
@@ -293,12 +304,10 @@ fn a_push_makes_each_sbom_a_referrer_of_its_arch_manifest() {
     let version = addon().version;
     let to = registry::Reference::parse(&format!("{}/fluxion", reg.addr)).unwrap();
     let tags = vec![version.clone()];
-    let report =
-        registry::push::push_with(&to, &m.multi, &sboms, &tags, true, None, false).unwrap();
+    let report = registry::push_with(&to, &m.multi, &sboms, &tags, true, &access(None)).unwrap();
     // Each SBOM in the multi-arch repository and in its arch's own.
     assert_eq!(report.referrers.len(), 4, "{report:?}");
 
-    let http = reqwest::blocking::Client::new();
     for s in &sboms {
         let image = m.multi.image(s.arch).unwrap();
         for repo in [
@@ -307,14 +316,11 @@ fn a_push_makes_each_sbom_a_referrer_of_its_arch_manifest() {
         ] {
             // docker-registry 2.8 has no referrers API: the spec's fallback is the index
             // tagged `sha256-<hex>` of the subject.
-            let api = http
-                .get(format!(
-                    "http://{}/v2/{repo}/referrers/{}",
-                    reg.addr, image.manifest.digest
-                ))
-                .send()
-                .unwrap();
-            assert_eq!(api.status(), 404, "this registry has no referrers API");
+            let (status, _) = http_get(&format!(
+                "http://{}/v2/{repo}/referrers/{}",
+                reg.addr, image.manifest.digest
+            ));
+            assert_eq!(status, 404, "this registry has no referrers API");
             let tag = format!("sha256-{}", image.manifest.hex());
             let index = skopeo_raw(&format!("{}/{repo}:{tag}", reg.addr));
             assert_eq!(
@@ -341,21 +347,16 @@ fn a_push_makes_each_sbom_a_referrer_of_its_arch_manifest() {
             let layer = &artifact["layers"][0];
             assert_eq!(layer["mediaType"], ARTIFACT_TYPE);
             assert_eq!(layer["digest"], s.document.digest.as_str());
-            let blob = http
-                .get(format!(
-                    "http://{}/v2/{repo}/blobs/{}",
-                    reg.addr, s.document.digest
-                ))
-                .send()
-                .unwrap()
-                .bytes()
-                .unwrap();
-            assert_eq!(blob.as_ref(), &s.document.bytes[..]);
+            let (_, blob) = http_get(&format!(
+                "http://{}/v2/{repo}/blobs/{}",
+                reg.addr, s.document.digest
+            ));
+            assert_eq!(&blob[..], &s.document.bytes[..]);
         }
     }
 
     // Pushing again lists each SBOM once, not twice.
-    registry::push::push_with(&to, &m.multi, &sboms, &tags, true, None, false).unwrap();
+    registry::push_with(&to, &m.multi, &sboms, &tags, true, &access(None)).unwrap();
     let image = &m.multi.images[0];
     let index = skopeo_raw(&format!(
         "{}/fluxion:sha256-{}",
@@ -447,7 +448,7 @@ fn a_registry_with_the_referrers_api_gets_no_tag_schema_index() {
     let version = addon().version;
     let to = registry::Reference::parse(&format!("{addr}/fluxion")).unwrap();
     let report =
-        registry::push::push_with(&to, &m.multi, &sboms, &[version], false, None, true).unwrap();
+        registry::push_with(&to, &m.multi, &sboms, &[version], false, &access(None)).unwrap();
     assert_eq!(report.referrers.len(), 2, "{report:?}");
     for r in &report.referrers {
         assert_eq!(r.found, registry::referrer::Found::ReferrersApi, "{r:?}");

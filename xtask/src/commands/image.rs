@@ -1,4 +1,5 @@
-//! `cargo xtask image`: flags -> pipeline options -> the pipeline -> a summary table.
+//! `cargo xtask image`: the add-on lint's findings as warnings, flags -> pipeline options ->
+//! the pipeline -> a summary table.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use crate::workspace::Workspace;
 
 impl flags::Image {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
+        warn_lint(sh, ws);
         let arches = self.arch.arches();
         let outputs = ImageOutputs::new(ws);
         let built = pipeline::run(
@@ -33,6 +35,26 @@ impl flags::Image {
         print_summary(ws, &built, self.json);
         print_multi_arch(ws, &built, self.json);
         Ok(())
+    }
+}
+
+/// What `cargo xtask lint` finds, as warnings on stderr: `image` builds anyway (a local image
+/// is for trying things), `push` refuses the errors.
+fn warn_lint(sh: &Shell, ws: &Workspace) {
+    match super::lint::findings(sh, ws) {
+        Ok(found) => {
+            for (_, line) in &found.lines {
+                tracing::warn!("lint: {line}");
+            }
+            if !found.errors().is_empty() {
+                tracing::warn!(
+                    "lint: {} error(s): `cargo xtask push` refuses to push this add-on until they \
+                     are fixed",
+                    found.errors().len()
+                );
+            }
+        }
+        Err(e) => tracing::warn!("lint: could not run: {e:#}"),
     }
 }
 

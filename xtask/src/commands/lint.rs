@@ -22,6 +22,41 @@ impl flags::Lint {
     }
 }
 
+/// Every finding `cargo xtask lint` (without `--schema`) reports, the manifest's and the
+/// store's, as it prints them: for `push`, which refuses to upload on any error, and `image`,
+/// which shows them as warnings. Nothing is printed here (`image --json` keeps stdout for its
+/// JSON).
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub lines: Vec<(Severity, String)>,
+}
+
+impl Findings {
+    pub fn errors(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter(|(s, _)| *s == Severity::Error)
+            .map(|(_, l)| l.as_str())
+            .collect()
+    }
+}
+
+pub fn findings(sh: &Shell, ws: &Workspace) -> anyhow::Result<Findings> {
+    let mut out = Findings::default();
+    let file = ws.addon_config();
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading the add-on manifest {}", file.display()))?;
+    let ctx = lint::Context::new(&ws.fluxion_version);
+    for f in lint::lint(&text, None, &ctx) {
+        out.lines
+            .push((f.severity, format!("{}: {f}", file.display())));
+    }
+    for f in store::check(sh, &ws.root, &ws.fluxion_version)?.findings {
+        out.lines.push((f.severity, format!("store: {f}")));
+    }
+    Ok(out)
+}
+
 /// The repository as Supervisor's store loads it (addon/store.rs), printed like the manifest.
 pub fn run_store(sh: &Shell, root: &Path, ws: &Workspace) -> anyhow::Result<()> {
     let report = store::check(sh, root, &ws.fluxion_version)?;

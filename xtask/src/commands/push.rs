@@ -1,5 +1,6 @@
-//! `cargo xtask push <registry>/<repository>`: build both images (a no-op when up to date),
-//! then publish them locally and to the registry, which checks the Supervisor contract first.
+//! `cargo xtask push <registry>/<repository>`: lint the add-on (refusing on any error), build
+//! both images (a no-op when up to date), then publish them locally and to the registry, which
+//! checks the Supervisor contract first.
 use std::io::IsTerminal;
 
 use xshell::Shell;
@@ -10,7 +11,7 @@ use crate::epoch::Epoch;
 use crate::flags;
 use crate::pipeline::{self, ImageOutputs, Options};
 use crate::publish::registry::referrer::Found;
-use crate::publish::registry::{self, Registry};
+use crate::publish::registry::{self, Access, Registry};
 use crate::units::human;
 use crate::workspace::Workspace;
 
@@ -18,10 +19,27 @@ impl flags::Push {
     pub fn run(self, sh: &Shell, ws: &Workspace) -> anyhow::Result<()> {
         // Everything that can be refused without building is checked first.
         let target = registry::Reference::parse(&self.target)?;
+        for t in &self.tag {
+            registry::check_tag(t)?;
+        }
+        // The add-on as `cargo xtask lint` sees it: what lint rejects is never pushed.
+        let lint = super::lint::findings(sh, ws)?;
+        let errors = lint.errors();
+        if !errors.is_empty() {
+            anyhow::bail!(
+                "refusing to push: `cargo xtask lint` finds {} error(s) in the add-on, which \
+                 Supervisor or the add-on store would reject:\n  {}\nfix them (`cargo \
+                 xtask lint` shows every finding) and push again",
+                errors.len(),
+                errors.join("\n  ")
+            );
+        }
+        for (_, line) in &lint.lines {
+            tracing::warn!("lint: {line}");
+        }
         let addon = AddonConfig::load(&ws.addon_config())?;
         let mut tags = vec![addon.version.clone()];
         for t in self.tag {
-            registry::check_tag(&t)?;
             if !tags.contains(&t) {
                 tags.push(t);
             }
@@ -47,8 +65,11 @@ impl flags::Push {
             target,
             tags,
             self.per_arch_repos,
-            creds,
-            self.insecure,
+            Access {
+                creds,
+                insecure: self.insecure,
+                ..Access::default()
+            },
             addon,
             ws.fluxion_version.clone(),
         );
@@ -67,12 +88,20 @@ impl flags::Push {
             },
         )?;
         let report = registry.report().expect("the registry publisher ran");
+        let mounted = if self.per_arch_repos {
+            format!(", {} mounted from {}", report.mounted.len(), self.target)
+        } else {
+            String::new()
+        };
         println!(
-            "blobs: {} uploaded ({}), {} already there",
+            "blobs: {} uploaded ({}){mounted}, {} already there",
             report.uploaded.len(),
             human(report.bytes),
             report.skipped.len()
         );
+        if !report.retries.is_empty() {
+            println!("retried: {} request(s) (see the log)", report.retries.len());
+        }
         for m in &report.manifests {
             println!("manifest {m}");
         }

@@ -628,6 +628,38 @@ impl Dockerd {
     }
 }
 
+/// How tests reach a registry: `creds`, and retries that wait milliseconds, not seconds (the
+/// bound and the `Retry-After` handling are the real ones).
+pub fn access(
+    creds: Option<xtask::publish::registry::Credentials>,
+) -> xtask::publish::registry::Access {
+    xtask::publish::registry::Access {
+        creds,
+        insecure: false,
+        retry: xtask::publish::registry::Retry {
+            tries: 5,
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(5),
+        },
+    }
+}
+
+/// The digest `repo:reference` resolves to on the (unauthenticated) registry at `addr`.
+pub fn manifest_digest(addr: &str, repo: &str, reference: &str) -> String {
+    let resp = ureq::head(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
+        .header(
+            "accept",
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .call()
+        .unwrap_or_else(|e| panic!("HEAD {repo}:{reference} on {addr}: {e}"));
+    resp.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// One HTTP/1.1 request as a minimal fake registry sees it.
 pub struct Req {
     pub method: String,

@@ -1,36 +1,124 @@
 //! Credentials and authentication: where a push's credentials come from (flags, GitLab CI's
-//! variables, docker's config.json), and answering a registry's challenge (RFC 7235 Basic, or
-//! distribution's bearer-token flow) with an `Authorization` value.
+//! variables, docker's config.json with its credential helpers), and answering a registry's
+//! challenge (RFC 7235 Basic, or distribution's bearer-token flow, with a password or with
+//! docker's identity token) with an `Authorization` value. The HTTP exchange itself is the
+//! caller's (`client::Repo`, which retries it).
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Read;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
-use reqwest::blocking::Client as Http;
-use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
 
-use super::reference::Reference;
+use super::docker_config::DockerConfig;
+use super::reference::credential_key;
 
+/// What authenticates us.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// A user and password, or an access token used as the password (GitLab's job token, a
+    /// personal access token).
+    Password { username: String, password: String },
+    /// docker's identity token: an OAuth2 refresh token (a credential helper's username
+    /// `<token>`, or `identitytoken` in config.json), exchanged at the token endpoint.
+    IdentityToken(String),
+}
+
+/// Credentials, and where they came from (named when a registry refuses them).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
-    pub username: String,
-    pub password: String,
+    pub secret: Secret,
+    /// `--password-stdin`, `CI_REGISTRY_USER/CI_REGISTRY_PASSWORD`, `docker-credential-pass
+    /// (credsStore in /home/u/.docker/config.json)`, ...
+    pub source: String,
+}
+
+impl Credentials {
+    pub fn password(username: &str, password: &str, source: &str) -> Credentials {
+        Credentials {
+            secret: Secret::Password {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            },
+            source: source.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Password { username, .. } => {
+                write!(
+                    f,
+                    "Password {{ username: {username:?}, password: <redacted> }}"
+                )
+            }
+            Secret::IdentityToken(_) => write!(f, "IdentityToken(<redacted>)"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credentials {{ username: {:?}, password: <redacted> }}",
-            self.username
-        )
+        match &self.secret {
+            Secret::Password { username, .. } => write!(
+                f,
+                "Credentials {{ username: {username:?}, password: <redacted>, source: {:?} }}",
+                self.source
+            ),
+            Secret::IdentityToken(_) => write!(
+                f,
+                "Credentials {{ identity token: <redacted>, source: {:?} }}",
+                self.source
+            ),
+        }
     }
 }
 
-/// Where credentials come from, first match wins: `--username` + `--password-stdin`, then
-/// GitLab CI's `CI_REGISTRY_USER`/`CI_REGISTRY_PASSWORD`, then `auths` in docker's
-/// config.json (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). None: anonymous.
+/// What `credentials` reads besides the command line: the process environment
+/// (`Env::from_process`), or in tests one made up without touching it.
+#[derive(Clone, Default)]
+pub struct Env {
+    /// `CI_REGISTRY_USER`, `CI_REGISTRY_PASSWORD` (both set and non-empty).
+    pub ci: Option<(String, String)>,
+    /// docker's config directory: `$DOCKER_CONFIG`, else `~/.docker`.
+    pub docker_config: Option<PathBuf>,
+    /// Where `docker-credential-<name>` helpers are looked for: `$PATH`.
+    pub path: Option<OsString>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Env {
+            ci: var("CI_REGISTRY_USER").zip(var("CI_REGISTRY_PASSWORD")),
+            docker_config: std::env::var_os("DOCKER_CONFIG")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker"))),
+            path: std::env::var_os("PATH"),
+        }
+    }
+}
+
+/// Where credentials for `registry` (`host[:port]`) come from, first match wins:
+/// `--username` + `--password-stdin`, then GitLab CI's `CI_REGISTRY_USER`/
+/// `CI_REGISTRY_PASSWORD`, then docker's config.json as `docker login` left it (its
+/// `credHelpers` entry for the registry, else `credsStore`, else `auths`: docker_config.rs).
+/// None: anonymous.
 pub fn credentials(
+    registry: &str,
+    username: Option<String>,
+    password_stdin: Option<&mut dyn Read>,
+) -> anyhow::Result<Option<Credentials>> {
+    credentials_in(&Env::from_process(), registry, username, password_stdin)
+}
+
+/// `credentials` with the environment given.
+pub fn credentials_in(
+    env: &Env,
     registry: &str,
     username: Option<String>,
     password_stdin: Option<&mut dyn Read>,
@@ -41,11 +129,15 @@ pub fn credentials(
             stdin
                 .read_to_string(&mut password)
                 .context("reading the password from stdin")?;
-            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let password = password.trim_end_matches(['\n', '\r']);
             if password.is_empty() {
                 bail!("--password-stdin read an empty password; pipe the token in");
             }
-            return Ok(Some(Credentials { username, password }));
+            return Ok(Some(Credentials::password(
+                &username,
+                password,
+                "--username/--password-stdin",
+            )));
         }
         (Some(_), None) => {
             bail!("--username needs --password-stdin (passwords never go on the command line)")
@@ -53,61 +145,20 @@ pub fn credentials(
         (None, Some(_)) => bail!("--password-stdin needs --username"),
         (None, None) => {}
     }
-    if let (Ok(username), Ok(password)) = (
-        std::env::var("CI_REGISTRY_USER"),
-        std::env::var("CI_REGISTRY_PASSWORD"),
-    ) {
-        if !username.is_empty() && !password.is_empty() {
-            return Ok(Some(Credentials { username, password }));
-        }
+    if let Some((user, password)) = &env.ci {
+        return Ok(Some(Credentials::password(
+            user,
+            password,
+            "CI_REGISTRY_USER/CI_REGISTRY_PASSWORD",
+        )));
     }
-    let config = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => std::path::PathBuf::from(dir).join("config.json"),
-        None => match std::env::var_os("HOME") {
-            Some(home) => std::path::PathBuf::from(home)
-                .join(".docker")
-                .join("config.json"),
-            None => return Ok(None),
-        },
-    };
-    let Ok(text) = std::fs::read_to_string(&config) else {
+    let Some(dir) = &env.docker_config else {
         return Ok(None);
     };
-    docker_config_auth(&text, registry)
-        .with_context(|| format!("reading auths in {}", config.display()))
-}
-
-/// The `auths` entry for `registry` in a docker config.json: `auth` is base64 `user:password`.
-pub fn docker_config_auth(text: &str, registry: &str) -> anyhow::Result<Option<Credentials>> {
-    let v: serde_json::Value = serde_json::from_str(text).context("it is not valid JSON")?;
-    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+    let Some(config) = DockerConfig::load(dir)? else {
         return Ok(None);
     };
-    // Keys are written as `host`, `https://host` or `https://host/v1/` depending on the tool.
-    let entry = auths.iter().find(|(k, _)| {
-        let k = k
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        k.split('/').next() == Some(registry)
-    });
-    let Some(auth) = entry
-        .and_then(|(_, e)| e.get("auth"))
-        .and_then(|a| a.as_str())
-    else {
-        return Ok(None);
-    };
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(auth)
-        .with_context(|| format!("the auth for {registry} is not base64"))?;
-    let raw =
-        String::from_utf8(raw).with_context(|| format!("the auth for {registry} is not UTF-8"))?;
-    let Some((username, password)) = raw.split_once(':') else {
-        bail!("the auth for {registry} is not `user:password`");
-    };
-    Ok(Some(Credentials {
-        username: username.to_owned(),
-        password: password.to_owned(),
-    }))
+    config.credentials(&credential_key(registry), env.path.as_deref())
 }
 
 /// A parsed `WWW-Authenticate` challenge (RFC 7235; distribution "token" auth).
@@ -151,73 +202,149 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
 }
 
 /// The `Authorization` value of HTTP Basic (RFC 7617).
-pub fn basic(c: &Credentials) -> String {
-    let raw = format!("{}:{}", c.username, c.password);
+pub fn basic(username: &str, password: &str) -> String {
+    let raw = format!("{username}:{password}");
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(raw)
     )
 }
 
-/// The `Authorization` value that answers the registry's 401 `headers` for pushing to
-/// `reference`: Basic with `creds`, or a bearer token fetched from the challenge's realm
-/// (distribution "token" auth, scope `repository:<name>:pull,push`).
+/// A request to a bearer challenge's token endpoint, for the caller to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// distribution token auth (docker/distribution docs/spec/auth/token.md):
+    /// `GET <realm>?service=&scope=...`, Basic credentials when we have a password.
+    Get {
+        realm: String,
+        query: Vec<(String, String)>,
+        authorization: Option<String>,
+    },
+    /// OAuth2 refresh-token grant (docs/spec/auth/oauth.md), as docker sends an identity
+    /// token: `POST <realm>`, form `grant_type=refresh_token&refresh_token=..&service=..&
+    /// scope=..&client_id=docker`.
+    RefreshToken {
+        realm: String,
+        form: Vec<(String, String)>,
+    },
+}
+
+impl TokenRequest {
+    pub fn realm(&self) -> &str {
+        match self {
+            TokenRequest::Get { realm, .. } | TokenRequest::RefreshToken { realm, .. } => realm,
+        }
+    }
+}
+
+/// How the token endpoint answered.
+pub struct TokenAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// The `Authorization` value that answers a registry's 401 `WWW-Authenticate` header (`None`
+/// when it sent none) for `scopes` (`repository:<name>:pull,push`, and `repository:<from>:pull`
+/// for a repository we mount from): Basic with a password, or a bearer token from the
+/// challenge's realm, fetched with `fetch`.
 pub fn authorize(
-    http: &Http,
-    headers: &HeaderMap,
-    reference: &Reference,
+    www_authenticate: Option<&str>,
+    registry: &str,
+    scopes: &[String],
     creds: Option<&Credentials>,
+    fetch: impl FnOnce(&TokenRequest) -> anyhow::Result<TokenAnswer>,
 ) -> anyhow::Result<String> {
-    let header = headers
-        .get(WWW_AUTHENTICATE)
-        .and_then(|h| h.to_str().ok())
+    let header = www_authenticate
         .context("the registry asked for authentication (401) but sent no WWW-Authenticate")?;
     let challenge = parse_challenge(header)
         .with_context(|| format!("unsupported authentication challenge {header:?}"))?;
     let need_creds = || {
         format!(
-            "{} needs credentials: pass --username and --password-stdin, set \
-             CI_REGISTRY_USER/CI_REGISTRY_PASSWORD, or `docker login {}`",
-            reference.registry, reference.registry
+            "{registry} needs credentials: pass --username and --password-stdin, set \
+             CI_REGISTRY_USER/CI_REGISTRY_PASSWORD, or `docker login {registry}`"
         )
     };
-    Ok(match challenge {
-        Challenge::Basic => basic(creds.with_context(need_creds)?),
-        Challenge::Bearer(params) => {
-            let realm = params
-                .get("realm")
-                .context("bearer challenge without realm")?;
-            let scope = format!("repository:{}:pull,push", reference.repository);
-            let mut req = http.get(realm).query(&[("scope", scope.as_str())]);
-            if let Some(service) = params.get("service") {
-                req = req.query(&[("service", service.as_str())]);
-            }
-            if let Some(c) = creds {
-                req = req.header(AUTHORIZATION, basic(c));
-            }
-            let resp = req
-                .send()
-                .with_context(|| format!("requesting a token from {realm}"))?;
-            if !resp.status().is_success() {
-                let status = resp.status();
-                if creds.is_none() {
-                    bail!(
-                        "token request to {realm} failed ({status}); {}",
-                        need_creds()
-                    );
-                }
-                bail!("token request to {realm} failed ({status}); check the credentials and that they may push to {reference}");
-            }
-            let body: serde_json::Value =
-                serde_json::from_str(&resp.text()?).context("the token response is not JSON")?;
-            let token = body
-                .get("token")
-                .or_else(|| body.get("access_token"))
-                .and_then(|t| t.as_str())
-                .context("the token response holds no token")?;
-            format!("Bearer {token}")
+    let params = match challenge {
+        Challenge::Basic => {
+            return match creds.map(|c| (&c.secret, &c.source)) {
+                None => bail!("{}", need_creds()),
+                Some((Secret::Password { username, password }, _)) => Ok(basic(username, password)),
+                Some((Secret::IdentityToken(_), source)) => bail!(
+                    "{registry} asks for a user and password (Basic), but the credentials from \
+                     {source} are an identity token, which only a token service takes; log in \
+                     with a password (`docker login {registry}`) or pass --username and \
+                     --password-stdin"
+                ),
+            };
         }
-    })
+        Challenge::Bearer(params) => params,
+    };
+    let realm = params
+        .get("realm")
+        .context("bearer challenge without realm")?
+        .clone();
+    let service = params.get("service");
+    let request = match creds.map(|c| &c.secret) {
+        Some(Secret::IdentityToken(token)) => {
+            let mut form = vec![
+                ("grant_type".to_owned(), "refresh_token".to_owned()),
+                ("refresh_token".to_owned(), token.clone()),
+            ];
+            if let Some(s) = service {
+                form.push(("service".to_owned(), s.clone()));
+            }
+            // The OAuth2 scope parameter is space-separated (RFC 6749 section 3.3).
+            form.push(("scope".to_owned(), scopes.join(" ")));
+            // docker's client id (moby registry/auth.go `AuthClientID`); the endpoint
+            // requires one.
+            form.push(("client_id".to_owned(), "docker".to_owned()));
+            TokenRequest::RefreshToken { realm, form }
+        }
+        secret => {
+            let mut query: Vec<(String, String)> = scopes
+                .iter()
+                .map(|s| ("scope".to_owned(), s.clone()))
+                .collect();
+            if let Some(s) = service {
+                query.push(("service".to_owned(), s.clone()));
+            }
+            let authorization = match secret {
+                Some(Secret::Password { username, password }) => Some(basic(username, password)),
+                _ => None,
+            };
+            TokenRequest::Get {
+                realm,
+                query,
+                authorization,
+            }
+        }
+    };
+    let realm = request.realm().to_owned();
+    let answer = fetch(&request).with_context(|| format!("requesting a token from {realm}"))?;
+    if answer.status != 200 {
+        let status = answer.status;
+        match creds {
+            None => bail!(
+                "token request to {realm} failed ({status}); {}",
+                need_creds()
+            ),
+            Some(c) => bail!(
+                "token request to {realm} failed ({status}) with the credentials from {}; check \
+                 them and that they may push to {registry} ({})",
+                c.source,
+                scopes.join(", ")
+            ),
+        }
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&answer.body).context("the token response is not JSON")?;
+    let token = body
+        .get("token")
+        .or_else(|| body.get("access_token"))
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .context("the token response holds no token")?;
+    Ok(format!("Bearer {token}"))
 }
 
 #[cfg(test)]
@@ -244,33 +371,143 @@ mod tests {
     }
 
     #[test]
-    fn reads_docker_config_auths() {
-        let auth = base64::engine::general_purpose::STANDARD.encode("bob:s3cr:et");
-        let text =
-            format!(r#"{{"auths":{{"https://ghcr.io":{{"auth":"{auth}"}},"other.io":{{}}}}}}"#);
-        let c = docker_config_auth(&text, "ghcr.io").unwrap().unwrap();
+    fn password_stdin_rules() {
+        let env = Env::default();
+        let mut input: &[u8] = b"tok\n";
+        let c = credentials_in(&env, "r.io", Some("u".into()), Some(&mut input))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c, Credentials::password("u", "tok", &c.source));
+        assert!(credentials_in(&env, "r.io", Some("u".into()), None).is_err());
+        let mut empty: &[u8] = b"\n";
+        assert!(credentials_in(&env, "r.io", Some("u".into()), Some(&mut empty)).is_err());
+        assert_eq!(credentials_in(&env, "r.io", None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn flags_then_ci_variables_win_over_docker_config() {
+        // A docker config that would fail if it were read: flags and CI variables come first.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "not json").unwrap();
+        let env = Env {
+            ci: Some(("ci-user".into(), "ci-pass".into())),
+            docker_config: Some(dir.path().to_owned()),
+            path: None,
+        };
+        let mut stdin: &[u8] = b"flag-pass";
+        let c = credentials_in(&env, "r.io", Some("flag-user".into()), Some(&mut stdin))
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            (c.username.as_str(), c.password.as_str()),
-            ("bob", "s3cr:et")
+            c.secret,
+            Credentials::password("flag-user", "flag-pass", "").secret
         );
-        assert_eq!(docker_config_auth(&text, "other.io").unwrap(), None);
-        assert_eq!(docker_config_auth(&text, "quay.io").unwrap(), None);
-        assert!(docker_config_auth(r#"{"auths":{"q.io":{"auth":"!!"}}}"#, "q.io").is_err());
-        assert!(
-            !format!("{c:?}").contains("s3cr"),
-            "password leaked into Debug"
+        let c = credentials_in(&env, "r.io", None, None).unwrap().unwrap();
+        assert_eq!(
+            c.secret,
+            Credentials::password("ci-user", "ci-pass", "").secret
+        );
+        assert_eq!(c.source, "CI_REGISTRY_USER/CI_REGISTRY_PASSWORD");
+        let env = Env { ci: None, ..env };
+        let e = credentials_in(&env, "r.io", None, None).unwrap_err();
+        assert!(format!("{e:#}").contains("config.json"), "{e:#}");
+        assert!(!format!("{c:?}").contains("ci-pass"), "password in Debug");
+    }
+
+    fn bearer(service: bool) -> String {
+        let s = if service { r#",service="reg""# } else { "" };
+        format!(r#"Bearer realm="https://auth/token"{s}"#)
+    }
+
+    #[test]
+    fn a_password_asks_for_a_token_with_basic_and_every_scope() {
+        let creds = Credentials::password("u", "p", "test");
+        let scopes = [
+            "repository:a/amd64-x:pull,push".to_owned(),
+            "repository:a/x:pull".to_owned(),
+        ];
+        let mut seen = None;
+        let auth = authorize(Some(&bearer(true)), "reg", &scopes, Some(&creds), |r| {
+            seen = Some(r.clone());
+            Ok(TokenAnswer {
+                status: 200,
+                body: r#"{"token":"t1"}"#.into(),
+            })
+        })
+        .unwrap();
+        assert_eq!(auth, "Bearer t1");
+        assert_eq!(
+            seen.unwrap(),
+            TokenRequest::Get {
+                realm: "https://auth/token".into(),
+                query: vec![
+                    ("scope".into(), scopes[0].clone()),
+                    ("scope".into(), scopes[1].clone()),
+                    ("service".into(), "reg".into()),
+                ],
+                authorization: Some(basic("u", "p")),
+            }
         );
     }
 
     #[test]
-    fn password_stdin_rules() {
-        let mut input: &[u8] = b"tok\n";
-        let c = credentials("r.io", Some("u".into()), Some(&mut input))
-            .unwrap()
-            .unwrap();
-        assert_eq!(c.password, "tok");
-        assert!(credentials("r.io", Some("u".into()), None).is_err());
-        let mut empty: &[u8] = b"\n";
-        assert!(credentials("r.io", Some("u".into()), Some(&mut empty)).is_err());
+    fn an_identity_token_is_exchanged_as_docker_does() {
+        let creds = Credentials {
+            secret: Secret::IdentityToken("refresh-1".into()),
+            source: "docker-credential-test".into(),
+        };
+        let scopes = ["repository:a/x:pull,push".to_owned()];
+        let mut seen = None;
+        let auth = authorize(Some(&bearer(true)), "reg", &scopes, Some(&creds), |r| {
+            seen = Some(r.clone());
+            Ok(TokenAnswer {
+                status: 200,
+                body: r#"{"access_token":"acc","refresh_token":"refresh-2"}"#.into(),
+            })
+        })
+        .unwrap();
+        assert_eq!(auth, "Bearer acc");
+        let TokenRequest::RefreshToken { realm, form } = seen.unwrap() else {
+            panic!("an identity token must be exchanged by POST")
+        };
+        assert_eq!(realm, "https://auth/token");
+        let form: BTreeMap<_, _> = form.into_iter().collect();
+        assert_eq!(form["grant_type"], "refresh_token");
+        assert_eq!(form["refresh_token"], "refresh-1");
+        assert_eq!(form["service"], "reg");
+        assert_eq!(form["scope"], scopes[0]);
+        assert_eq!(form["client_id"], "docker");
+
+        // Basic cannot take an identity token: say so instead of sending it as a password.
+        let e = authorize(
+            Some("Basic realm=x"),
+            "reg",
+            &scopes,
+            Some(&creds),
+            |_| unreachable!(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e}").contains("identity token") && format!("{e}").contains("test"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refused_tokens_say_what_to_do() {
+        let scopes = ["repository:a/x:pull,push".to_owned()];
+        let refuse = |_: &TokenRequest| {
+            Ok(TokenAnswer {
+                status: 401,
+                body: String::new(),
+            })
+        };
+        let e = authorize(Some(&bearer(false)), "reg", &scopes, None, refuse).unwrap_err();
+        assert!(format!("{e}").contains("--password-stdin"), "{e}");
+        let creds = Credentials::password("u", "p", "auths in /x/config.json");
+        let e = authorize(Some(&bearer(false)), "reg", &scopes, Some(&creds), refuse).unwrap_err();
+        assert!(format!("{e}").contains("auths in /x/config.json"), "{e}");
+        let e = authorize(None, "reg", &scopes, None, refuse).unwrap_err();
+        assert!(format!("{e}").contains("WWW-Authenticate"), "{e}");
     }
 }

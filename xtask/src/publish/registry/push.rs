@@ -1,13 +1,13 @@
-//! The push itself: every blob each repository lacks, then per-arch manifests by digest, then
-//! the index by digest, tags last — an interrupted push never leaves a tag pointing at
-//! something incomplete, and re-running it finishes the job; and the publisher that checks the
-//! Supervisor contract before it pushes.
+//! The push itself: every blob each repository lacks (a per-arch repository mounts them from
+//! the main one), then per-arch manifests by digest, then the index by digest, then each
+//! image's SBOM as its referrer, tags last — an
+//! interrupted push never leaves a tag pointing at something incomplete, and re-running it
+//! finishes the job; and the publisher that checks the Supervisor contract before it pushes.
 use std::cell::RefCell;
 
 use anyhow::Context;
 
-use super::auth::Credentials;
-use super::client::Repo;
+use super::client::{Access, Repo, Sent};
 use super::reference::{check_tag, Reference};
 use super::referrer::{self, Attached};
 use crate::addon::AddonConfig;
@@ -21,71 +21,88 @@ use crate::sbom::Sbom;
 pub struct Report {
     /// Digests uploaded, in order (repository-qualified duplicates counted once per repo).
     pub uploaded: Vec<String>,
+    /// Digests a per-arch repository mounted from the main one (no bytes sent).
+    pub mounted: Vec<String>,
     pub skipped: Vec<String>,
+    /// Bytes of the blobs uploaded.
     pub bytes: u64,
     /// `repo@digest` of every manifest and index put, in order.
     pub manifests: Vec<String>,
     /// `repo:tag` -> digest, written last.
     pub tags: Vec<(String, String)>,
+    /// Every request retried, as logged.
+    pub retries: Vec<String>,
     /// Each image's SBOM, attached as a referrer of its manifest in each repository.
     pub referrers: Vec<Attached>,
 }
 
 /// Push `multi` to `target` under `tags`, and with `per_arch` each image to
 /// `<registry>/<dir>/<hass arch>-<name>` too. Order: every blob in every repository, then
-/// per-arch manifests by digest, then the index by digest, then each image's SBOM (`sboms`,
-/// each with its store) as a referrer of its manifest in every repository holding it (referrer.rs),
-/// then the tags: a tag never names an image whose SBOM is not findable yet.
+/// per-arch manifests by digest, then the index by digest, then the tags.
 pub fn push(
     target: &Reference,
     multi: &MultiArch,
     tags: &[String],
     per_arch: bool,
-    creds: Option<Credentials>,
-    insecure: bool,
+    access: &Access,
 ) -> anyhow::Result<Report> {
-    push_with(target, multi, &[], tags, per_arch, creds, insecure)
+    push_with(target, multi, &[], tags, per_arch, access)
 }
 
-/// `push`, with `sboms` attached as referrers before the tags are written.
-#[allow(clippy::too_many_arguments)]
+/// `push`, with each of `sboms` attached as a referrer of its image's manifest in every
+/// repository holding that manifest (referrer.rs), after the index and before the tags: a tag
+/// never names an image whose SBOM is not findable yet.
 pub fn push_with(
     target: &Reference,
     multi: &MultiArch,
     sboms: &[Sbom],
     tags: &[String],
     per_arch: bool,
-    creds: Option<Credentials>,
-    insecure: bool,
+    access: &Access,
 ) -> anyhow::Result<Report> {
     for t in tags {
         check_tag(t)?;
     }
     let mut report = Report::default();
-    let mut main = Repo::connect(target, creds.clone(), insecure)?;
+    let mut main = Repo::connect(target, access, None)?;
     let mut arch_repos = Vec::new();
     if per_arch {
         for image in &multi.images {
             let r = target.per_arch(image.arch.hass_arch());
-            arch_repos.push((image, Repo::connect(&r, creds.clone(), insecure)?));
+            arch_repos.push((image, Repo::connect(&r, access, Some(target))?));
         }
     }
+    let result = push_to(&mut main, &mut arch_repos, multi, sboms, tags, &mut report);
+    for repo in std::iter::once(&mut main).chain(arch_repos.iter_mut().map(|(_, r)| r)) {
+        report.retries.append(&mut repo.retries);
+    }
+    result.map(|()| report)
+}
 
+fn push_to(
+    main: &mut Repo,
+    arch_repos: &mut [(&crate::image::Image, Repo)],
+    multi: &MultiArch,
+    sboms: &[Sbom],
+    tags: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     // 1. blobs (layers and configs), skipping what each repository already has.
     let all: Vec<&Blob> = multi
         .images
         .iter()
         .flat_map(|i| i.layers.iter().map(|l| &l.blob).chain([&i.config]))
         .collect();
-    push_blobs(&mut main, &all, &mut report)?;
-    for (image, repo) in &mut arch_repos {
+    push_blobs(main, &all, None, report)?;
+    // Every blob is in the main repository now: the per-arch ones mount them from there.
+    for (image, repo) in arch_repos.iter_mut() {
         let blobs: Vec<&Blob> = image
             .layers
             .iter()
             .map(|l| &l.blob)
             .chain([&image.config])
             .collect();
-        push_blobs(repo, &blobs, &mut report)?;
+        push_blobs(repo, &blobs, Some(&main.reference), report)?;
     }
     // 2. per-arch manifests, by digest (untagged until step 4).
     for image in &multi.images {
@@ -94,7 +111,7 @@ pub fn push_with(
             .manifests
             .push(format!("{}@{}", main.reference, image.manifest.digest));
     }
-    for (image, repo) in &mut arch_repos {
+    for (image, repo) in arch_repos.iter_mut() {
         repo.put_manifest(&image.manifest.digest, &image.manifest)?;
         report
             .manifests
@@ -107,34 +124,47 @@ pub fn push_with(
         .push(format!("{}@{}", main.reference, multi.index.digest));
     // 4. the SBOMs, each a referrer of its image's manifest.
     for sbom in sboms {
-        report.referrers.push(referrer::attach(&mut main, sbom)?);
-        for (image, repo) in &mut arch_repos {
+        report.referrers.push(referrer::attach(main, sbom)?);
+        for (image, repo) in arch_repos.iter_mut() {
             if image.arch == sbom.arch {
                 report.referrers.push(referrer::attach(repo, sbom)?);
             }
         }
     }
     // 5. tags, last.
-    for tag in tags {
-        main.put_manifest(tag, &multi.index)?;
-        report.tags.push((
-            format!("{}:{tag}", main.reference),
-            multi.index.digest.clone(),
-        ));
+    let mut tag_targets: Vec<(&mut Repo, &Blob)> = vec![(main, &multi.index)];
+    for (image, repo) in arch_repos.iter_mut() {
+        tag_targets.push((repo, &image.manifest));
     }
-    for (image, repo) in &mut arch_repos {
+    for (repo, manifest) in tag_targets {
         for tag in tags {
-            repo.put_manifest(tag, &image.manifest)?;
-            report.tags.push((
-                format!("{}:{tag}", repo.reference),
-                image.manifest.digest.clone(),
-            ));
+            repo.put_tag(tag, manifest).with_context(|| {
+                let done: Vec<&str> = report.tags.iter().map(|(t, _)| t.as_str()).collect();
+                format!(
+                    "tags written before this one, all as pushed: {}",
+                    if done.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        done.join(", ")
+                    }
+                )
+            })?;
+            report
+                .tags
+                .push((format!("{}:{tag}", repo.reference), manifest.digest.clone()));
         }
     }
-    Ok(report)
+    Ok(())
 }
 
-fn push_blobs(repo: &mut Repo, blobs: &[&Blob], report: &mut Report) -> anyhow::Result<()> {
+/// Put each blob `repo` lacks: mounted from `mount_from` when given (falling back to an
+/// upload when the registry declines), else uploaded.
+fn push_blobs(
+    repo: &mut Repo,
+    blobs: &[&Blob],
+    mount_from: Option<&Reference>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for blob in blobs {
         if !seen.insert(&blob.digest) {
@@ -144,10 +174,14 @@ fn push_blobs(repo: &mut Repo, blobs: &[&Blob], report: &mut Report) -> anyhow::
             tracing::debug!(digest = %blob.digest, repo = %repo.reference, "already there");
             report.skipped.push(blob.digest.clone());
         } else {
-            tracing::info!(digest = %blob.digest, size = blob.size, repo = %repo.reference, "uploading");
-            repo.upload_blob(blob)?;
-            report.uploaded.push(blob.digest.clone());
-            report.bytes += blob.size;
+            tracing::info!(digest = %blob.digest, size = blob.size, repo = %repo.reference, mount = mount_from.is_some(), "sending");
+            match repo.put_blob(blob, mount_from)? {
+                Sent::Mounted => report.mounted.push(blob.digest.clone()),
+                Sent::Uploaded => {
+                    report.uploaded.push(blob.digest.clone());
+                    report.bytes += blob.size;
+                }
+            }
         }
     }
     Ok(())
@@ -159,8 +193,7 @@ pub struct Registry {
     pub target: Reference,
     pub tags: Vec<String>,
     pub per_arch: bool,
-    pub creds: Option<Credentials>,
-    pub insecure: bool,
+    pub access: Access,
     /// The add-on the images are for, and the fluxion crate version (contract.rs).
     pub addon: AddonConfig,
     pub fluxion_version: String,
@@ -173,8 +206,7 @@ impl Registry {
         target: Reference,
         tags: Vec<String>,
         per_arch: bool,
-        creds: Option<Credentials>,
-        insecure: bool,
+        access: Access,
         addon: AddonConfig,
         fluxion_version: String,
     ) -> Registry {
@@ -182,8 +214,7 @@ impl Registry {
             target,
             tags,
             per_arch,
-            creds,
-            insecure,
+            access,
             addon,
             fluxion_version,
             report: RefCell::new(None),
@@ -224,8 +255,7 @@ impl Publisher for Registry {
             &sboms,
             &self.tags,
             self.per_arch,
-            self.creds.clone(),
-            self.insecure,
+            &self.access,
         )
         .with_context(|| format!("pushing to {}", self.target))?;
         let out = report

@@ -57,6 +57,20 @@ impl Reference {
         }
     }
 
+    /// The host the distribution API answers on: Docker Hub's is `registry-1.docker.io`
+    /// whichever of its names the user gave; any other registry's is the name given.
+    pub fn api_host(&self) -> &str {
+        if is_docker_hub(&self.registry) {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
+    }
+
+    pub fn credential_key(&self) -> String {
+        credential_key(&self.registry)
+    }
+
     /// Plain HTTP only to the local machine, or when asked for (`--insecure`).
     pub fn scheme(&self, insecure: bool) -> &'static str {
         let host = self
@@ -74,6 +88,26 @@ impl Reference {
 impl std::fmt::Display for Reference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)
+    }
+}
+
+/// Docker Hub's names (`docker.io`, `index.docker.io`, `registry-1.docker.io`).
+fn is_docker_hub(registry: &str) -> bool {
+    matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
+}
+
+/// The key docker stores a registry's credentials under (config.json `auths` and
+/// `credHelpers`, and the server URL a credential helper is asked for): Docker Hub's is
+/// `https://index.docker.io/v1/`, any other registry's its `host[:port]` (docker/cli
+/// `ResolveAuthConfig`: `registry.IndexServer` for the official index, else `index.Name`).
+pub fn credential_key(registry: &str) -> String {
+    if is_docker_hub(registry) {
+        "https://index.docker.io/v1/".to_owned()
+    } else {
+        registry.to_owned()
     }
 }
 
@@ -107,7 +141,13 @@ mod tests {
             r.per_arch("aarch64").to_string(),
             "ghcr.io/fluxion-ha/aarch64-fluxion"
         );
+        assert_eq!(r.api_host(), "ghcr.io");
+        assert_eq!(r.credential_key(), "ghcr.io");
+        let hub = Reference::parse("docker.io/owner/fluxion").unwrap();
+        assert_eq!(hub.api_host(), "registry-1.docker.io");
+        assert_eq!(hub.credential_key(), "https://index.docker.io/v1/");
         let local = Reference::parse("127.0.0.1:5000/fluxion").unwrap();
+        assert_eq!(local.credential_key(), "127.0.0.1:5000");
         assert_eq!(local.scheme(false), "http");
         assert_eq!(local.per_arch("amd64").repository, "amd64-fluxion");
         assert_eq!(

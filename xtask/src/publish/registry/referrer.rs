@@ -10,12 +10,11 @@
 //! listed (with its `artifactType` and annotations, as the spec asks), and the index is put
 //! back under that tag. Re-running the push leaves the list as it is.
 //!
-//! A small step of its own after the image push (push.rs), through the client's blob upload
-//! and manifest PUT.
+//! A step of the push (push.rs: after the index, before the tags), through the client's blob
+//! upload, manifest and tag PUTs and GET.
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use reqwest::StatusCode;
 
 use super::client::Repo;
 use crate::image::index::MEDIA_TYPE as INDEX_MEDIA_TYPE;
@@ -53,7 +52,7 @@ pub fn attach(repo: &mut Repo, sbom: &Sbom) -> anyhow::Result<Attached> {
     for content in [&sbom.config, &sbom.document] {
         let blob = content.stored(&sbom.store)?;
         if !repo.has_blob(&blob)? {
-            repo.upload_blob(&blob)?;
+            repo.put_blob(&blob, None)?;
         }
     }
     repo.put_manifest(&sbom.manifest.digest, &sbom.manifest.stored(&sbom.store)?)
@@ -61,7 +60,7 @@ pub fn attach(repo: &mut Repo, sbom: &Sbom) -> anyhow::Result<Attached> {
     let subject = &sbom.subject.digest;
     let referrer = format!("{}@{}", repo.reference, sbom.manifest.digest);
     let api = repo.get(&format!("referrers/{subject}"), INDEX_MEDIA_TYPE)?;
-    if api.status().is_success() {
+    if (200..300).contains(&api.status) {
         tracing::info!(%referrer, %subject, "SBOM attached (the registry's referrers API lists it)");
         return Ok(Attached {
             referrer,
@@ -69,26 +68,23 @@ pub fn attach(repo: &mut Repo, sbom: &Sbom) -> anyhow::Result<Attached> {
             found: Found::ReferrersApi,
         });
     }
-    if api.status() != StatusCode::NOT_FOUND {
+    if api.status != 404 {
         anyhow::bail!(
             "GET referrers/{subject} on {} answered {}; neither the referrers API nor its absence",
             repo.reference,
-            api.status()
+            api.status
         );
     }
     let tag = tag_for(subject);
     let current = repo.get(&format!("manifests/{tag}"), INDEX_MEDIA_TYPE)?;
-    let mut index: serde_json::Value = match current.status() {
-        StatusCode::NOT_FOUND => serde_json::json!({
+    let mut index: serde_json::Value = match current.status {
+        404 => serde_json::json!({
             "schemaVersion": 2,
             "mediaType": INDEX_MEDIA_TYPE,
             "manifests": [],
         }),
-        s if s.is_success() => {
-            let bytes = current.bytes().context("reading the referrers index")?;
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}:{tag} is not an image index", repo.reference))?
-        }
+        200..=299 => serde_json::from_slice(&current.body)
+            .with_context(|| format!("{}:{tag} is not an image index", repo.reference))?,
         s => anyhow::bail!("GET manifests/{tag} on {} answered {s}", repo.reference),
     };
     let entries = index["manifests"]
@@ -101,7 +97,7 @@ pub fn attach(repo: &mut Repo, sbom: &Sbom) -> anyhow::Result<Attached> {
         entries.push(descriptor(sbom));
         let bytes = json::to_canonical(&index);
         let blob = sbom.store.put(&bytes, INDEX_MEDIA_TYPE)?;
-        repo.put_manifest(&tag, &blob)
+        repo.put_tag(&tag, &blob)
             .context("updating the referrers tag schema index")?;
     }
     tracing::info!(%referrer, %subject, %tag, "SBOM attached (listed under the referrers tag schema)");
