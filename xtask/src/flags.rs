@@ -30,6 +30,7 @@ pub enum Cmd {
     Meta(Meta),
     Lock(Lock),
     Fetch(Fetch),
+    Sbom(Sbom),
     Bench(Bench),
     Clean(Clean),
 }
@@ -131,15 +132,18 @@ pub struct Meta {
     pub out: Option<PathBuf>,
 }
 
-/// Resolve addon/runtime.toml against the signed Debian release and write addon/runtime.lock.
+/// Resolve addon/runtime.toml across its signed Debian suites and write addon/runtime.lock
+/// (with the InRelease files in addon/runtime.lock.d/); prints what changed.
 #[derive(Debug, clap::Args)]
 pub struct Lock {
-    /// Only check (no network) that addon/runtime.lock covers addon/runtime.toml.
+    /// Only check (no network) that addon/runtime.lock covers addon/runtime.toml and agrees
+    /// with the signed releases (and with the signed package indexes already cached).
     #[arg(long)]
     pub check: bool,
 }
 
-/// Download the .debs addon/runtime.lock lists into the download cache (verified by sha256).
+/// Download the .debs addon/runtime.lock lists into the download cache, after checking the
+/// lock against the signed package indexes (fetched too); every file verified by sha256.
 #[derive(Debug, clap::Args)]
 pub struct Fetch {
     /// Which architecture(s) to fetch for.
@@ -148,6 +152,18 @@ pub struct Fetch {
     /// Only check that the cache holds every package, intact; download nothing.
     #[arg(long)]
     pub offline: bool,
+}
+
+/// Build one image and write its SBOM (SPDX 2.3 JSON: the Debian packages of the runtime layer
+/// and the crates of fluxion-main) to target/images/fluxion-ha-<arch>.spdx.json; print a table
+/// of the packages, their versions and licences.
+#[derive(Debug, clap::Args)]
+pub struct Sbom {
+    /// The architecture whose image the SBOM describes.
+    #[arg(value_parser = arch_parser())]
+    pub arch: Arch,
+    #[command(flatten)]
+    pub build: BuildOpts,
 }
 
 /// Measure the pipeline against its baselines (assembly vs `tar | gzip`, no-op and app-only

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod repro;
 pub mod runtime;
+pub mod sbom;
 pub mod stamp;
 pub mod units;
 pub mod workspace;

@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Meta(cmd) => cmd.run(&sh, &ws),
         Cmd::Lock(cmd) => cmd.run(&sh, &ws),
         Cmd::Fetch(cmd) => cmd.run(&sh, &ws),
+        Cmd::Sbom(cmd) => cmd.run(&sh, &ws),
         Cmd::Bench(cmd) => cmd.run(&sh, &ws),
         Cmd::Clean(cmd) => cmd.run(&sh, &ws),
     }

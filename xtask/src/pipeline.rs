@@ -27,9 +27,11 @@ use crate::image::{self, app, index, listing, Image};
 use crate::publish::docker_archive::DockerArchives;
 use crate::publish::hybrid_archive::HybridArchive;
 use crate::publish::oci_layout::{MultiArchLayout, PerArchLayouts};
+use crate::publish::spdx::SpdxFiles;
 use crate::publish::{Assembled, Format, Output, Publisher};
 use crate::runtime::cache::{Cache, Mode};
 use crate::runtime::{self, Runtime};
+use crate::sbom;
 use crate::workspace::Workspace;
 
 /// Everything a run needs besides the workspace.
@@ -115,6 +117,21 @@ pub fn image_step(
         with_index,
     )?;
     tracing::debug!(took = ?t.elapsed(), "assembled");
+    let mut assembled = assembled;
+    if opts.publishers.iter().any(|p| p.needs_sbom()) {
+        let t = std::time::Instant::now();
+        let store = crate::image::store::BlobStore::open(&images_dir.join("blobs").join("sha256"))?;
+        assembled.sboms = sbom::for_images(
+            &images_dir,
+            &store,
+            &ws.root,
+            &checked.runtime.lock,
+            &assembled.images,
+            &assembled.version,
+            assembled.epoch,
+        )?;
+        tracing::debug!(took = ?t.elapsed(), "SBOMs made");
+    }
     let t = std::time::Instant::now();
     let outputs = publish(&assembled, &opts.publishers)?;
     tracing::debug!(took = ?t.elapsed(), "published");
@@ -186,7 +203,8 @@ pub fn assemble(
         let app = app.expect("every app layer cached or written");
         let created_by = format!(
             "cargo xtask image: runtime layer, {} Debian {} packages from addon/runtime.lock",
-            rl.packages, rt.lock.source.suite
+            rl.packages,
+            rt.lock.base_suite().name
         );
         let layers = vec![
             (rl.layer.clone(), created_by.as_str()),
@@ -215,6 +233,7 @@ pub fn assemble(
         multi,
         epoch,
         version: checked.addon.version.clone(),
+        sboms: Vec::new(),
     })
 }
 
@@ -231,12 +250,13 @@ pub fn publish(
 }
 
 /// The outputs `cargo xtask image` writes into the images dir: per arch the docker-archive
-/// (with its `result-<arch>` link at the workspace root or in FLUXION_OUT_DIR) and the
-/// single-arch OCI layout; with
-/// several arches also the multi-arch layout and the OCI + docker archive.
+/// (with its `result-<arch>` link at the workspace root or in FLUXION_OUT_DIR), the
+/// single-arch OCI layout and the SBOM; with several arches also the multi-arch layout and the
+/// OCI + docker archive.
 pub struct ImageOutputs {
     pub archives: DockerArchives,
     pub layouts: PerArchLayouts,
+    pub sboms: SpdxFiles,
     pub multi_layout: MultiArchLayout,
     pub hybrid: HybridArchive,
 }
@@ -250,13 +270,14 @@ impl ImageOutputs {
                 result_links: Some(ws.result_links_dir().to_owned()),
             },
             layouts: PerArchLayouts { dir: dir.clone() },
+            sboms: SpdxFiles { dir: dir.clone() },
             multi_layout: MultiArchLayout { dir: dir.clone() },
             hybrid: HybridArchive { dir },
         }
     }
 
     pub fn publishers(&self, multi_arch: bool) -> Vec<&dyn Publisher> {
-        let mut p: Vec<&dyn Publisher> = vec![&self.archives, &self.layouts];
+        let mut p: Vec<&dyn Publisher> = vec![&self.archives, &self.layouts, &self.sboms];
         if multi_arch {
             p.push(&self.multi_layout);
             p.push(&self.hybrid);

@@ -1,6 +1,7 @@
 //! The reproducibility check: build the images again from a copy of the workspace in another
 //! directory, with its own target dir, and compare the archives byte for byte (by sha256): both
-//! per-arch docker-archives and the multi-arch archive (`fluxion-ha.tar`, the OCI index).
+//! per-arch docker-archives, the multi-arch archive (`fluxion-ha.tar`, the OCI index) and both
+//! SBOMs (`fluxion-ha-<arch>.spdx.json`).
 //!
 //! It runs once per `cargo xtask ci`, as that command's `reproducibility` step, on the very
 //! archives `ci` has just built from the checkout with the commit's epoch: the one cold copy
@@ -19,6 +20,11 @@ use crate::workspace::{self, Workspace};
 
 /// The key for the multi-arch archive in the maps `build_copy` and `compare` take.
 pub const MULTI_ARCH: &str = "multi-arch";
+
+/// The key for `arch`'s SBOM (`fluxion-ha-<arch>.spdx.json`) in those maps.
+pub fn sbom_key(arch: &str) -> String {
+    format!("sbom-{arch}")
+}
 
 /// Where the copy lives unless told otherwise. A fixed place (not a fresh temp dir) so the
 /// copy's own target dir stays warm between runs: the flags that make builds independent of
@@ -77,7 +83,7 @@ fn prune(
 
 /// Build `image --arch all` in the copy with the given xtask binary and return
 /// arch -> archive sha256 as that build reported it, plus [`MULTI_ARCH`] -> the sha256 of the
-/// multi-arch archive it wrote (`multi_arch_file`, the name of ours in the images dir). The copy gets its own target dir and output dir (the caller's
+/// multi-arch archive it wrote and [`sbom_key`]`(arch)` -> the sha256 of each SBOM (`multi_arch_file`, the name of ours in the images dir). The copy gets its own target dir and output dir (the caller's
 /// `CARGO_TARGET_DIR` and `FLUXION_OUT_DIR` are not passed on).
 pub fn build_copy(
     sh: &Shell,
@@ -108,6 +114,18 @@ pub fn build_copy(
         })
         .collect::<anyhow::Result<_>>()?;
     theirs.insert(MULTI_ARCH.to_owned(), file_sha256(&multi)?);
+    let archs: Vec<String> = theirs
+        .keys()
+        .filter(|k| *k != MULTI_ARCH)
+        .cloned()
+        .collect();
+    for arch in archs {
+        let sbom = dest
+            .join("target")
+            .join("images")
+            .join(format!("{}-{arch}.spdx.json", crate::publish::REPO));
+        theirs.insert(sbom_key(&arch), file_sha256(&sbom)?);
+    }
     Ok(theirs)
 }
 

@@ -15,10 +15,18 @@ fn scratch(crate_version: &str, config_yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     support::fixture::workspace_files(d, crate_version, config_yaml);
-    // The runtime layer's declaration and lock, as committed: the .debs come from the shared
-    // download cache (filled by the real workspace's build).
+    // The runtime layer's declaration and lock, with the InRelease files it was made from and
+    // the keys they are verified with, as committed: the .debs come from the shared download
+    // cache (filled by the real workspace's build).
     for f in ["addon/runtime.toml", "addon/runtime.lock"] {
         std::fs::copy(support::workspace().join(f), d.join(f)).unwrap();
+    }
+    for dir in ["addon/runtime.lock.d", "xtask/keys"] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+        for e in std::fs::read_dir(support::workspace().join(dir)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(dir).join(e.file_name())).unwrap();
+        }
     }
     dir
 }
@@ -102,6 +110,51 @@ fn bad_source_date_epoch_is_rejected() {
             .env("SOURCE_DATE_EPOCH", "last tuesday"),
     );
     assert_failed_and_wrote_nothing(&o, ws.path(), &["SOURCE_DATE_EPOCH"]);
+}
+
+/// A lock edited as an attacker would (a zeroed InRelease digest, a changed index digest) is
+/// refused by `lock --check`, `fetch` and `image`, naming what disagrees and what to run, and
+/// nothing is written. No network: the signed releases are beside the lock.
+#[test]
+fn tampered_lock_is_refused_by_check_fetch_and_image() {
+    let ws = scratch("0.9.0", CONFIG);
+    let lock = ws.path().join("addon/runtime.lock");
+    let o = xtask(ws.path(), &["lock", "--check"]);
+    assert!(
+        o.status.success(),
+        "the committed lock passes: {}",
+        stderr(&o)
+    );
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let real = xtask::runtime::lock::Lock::parse(&text).unwrap();
+    let security = &real.source.suites[2];
+    let index = &real.source.suites[0].index["arm64"].sha256;
+    for (tampered, needles) in [
+        (
+            text.replace(&security.inrelease_sha256, &"0".repeat(64)),
+            ["suite bookworm-security", "inrelease_sha256"],
+        ),
+        (
+            text.replace(index, &"1".repeat(64)),
+            ["suite bookworm:", "main/binary-arm64/Packages.xz"],
+        ),
+    ] {
+        assert_ne!(tampered, text);
+        std::fs::write(&lock, &tampered).unwrap();
+        for args in [
+            &["lock", "--check"][..],
+            &["fetch", "--offline"],
+            &["image", "--arch", "amd64"],
+        ] {
+            let o = xtask(ws.path(), args);
+            let mut want = needles.to_vec();
+            want.extend([
+                "disagrees with the signed Debian releases",
+                "cargo xtask lock",
+            ]);
+            assert_failed_and_wrote_nothing(&o, ws.path(), &want);
+        }
+    }
 }
 
 /// A `cross` that records its arguments and "builds" by copying a given binary per target.

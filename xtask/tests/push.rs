@@ -324,46 +324,6 @@ fn push_command_refuses_bad_targets_before_building() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
 }
 
-/// One HTTP/1.1 request as a minimal fake registry sees it.
-struct Req {
-    method: String,
-    path: String,
-    auth: Option<String>,
-    body: Vec<u8>,
-}
-
-fn read_request(stream: &std::net::TcpStream) -> Option<Req> {
-    use std::io::{BufRead, BufReader, Read};
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let (mut len, mut auth) = (0usize, None);
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).unwrap();
-        if h == "\r\n" || h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').unwrap();
-        match k.to_ascii_lowercase().as_str() {
-            "content-length" => len = v.trim().parse().unwrap(),
-            "authorization" => auth = Some(v.trim().to_owned()),
-            _ => {}
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    let mut p = line.split(' ');
-    Some(Req {
-        method: p.next()?.to_owned(),
-        path: p.next()?.to_owned(),
-        auth,
-        body,
-    })
-}
-
 #[test]
 fn bearer_token_flow_with_credentials_from_the_client_config() {
     // A stand-in for a token-auth registry (distribution's "token" scheme, as ghcr.io and
@@ -371,7 +331,6 @@ fn bearer_token_flow_with_credentials_from_the_client_config() {
     // token endpoint wants Basic credentials and the repository scope. It stores what it is
     // sent and answers with the real sha256 of it, as a registry does.
     use base64::Engine as _;
-    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
@@ -452,17 +411,7 @@ fn bearer_token_flow_with_credentials_from_the_client_config() {
             } else {
                 ("500 Internal Server Error", vec![], String::new())
             };
-            let mut resp = format!(
-                "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
-                body.len()
-            );
-            for h in headers {
-                resp.push_str(&h);
-                resp.push_str("\r\n");
-            }
-            resp.push_str("\r\n");
-            resp.push_str(&body);
-            stream.write_all(resp.as_bytes()).unwrap();
+            write_response(&mut stream, status, &headers, &body);
         }
     });
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use support::fixture::{self, Comp, Mirror, E};
 use support::{output, xtask_bin, Row};
-use xtask::runtime::lock::{Declaration, IndexRef, Lock, Locked, Source, LOCK_VERSION};
+use xtask::runtime::lock::{Declaration, IndexRef, Lock, Locked, Source, SuiteLock, LOCK_VERSION};
 
 const CONFIG: &str = "name: FluxION\nversion: \"0.9.0\"\nslug: fluxion\ndescription: test\n\
                       url: https://example.invalid\narch: [aarch64, amd64]\ninit: false\n";
@@ -73,53 +73,73 @@ impl Scratch {
         };
         fixture::workspace_files(&d.join("ws"), "0.9.0", CONFIG);
 
-        // The fixture runtime layer, the same packages for both arches, served on loopback.
+        // The fixture runtime layer, the same packages for both arches, served on loopback,
+        // with its Packages indexes, an InRelease listing them and the key that signed it.
+        const DATE: &str = "Sat, 08 Nov 2025 09:46:04 UTC";
         let mirror = Mirror::start();
         let debs = debs();
         let mut packages = Vec::new();
+        let mut indexes = Vec::new();
         for arch in ["amd64", "arm64"] {
+            let mut index = String::new();
             for (name, bytes) in &debs {
                 let filename = format!("pool/main/f/{name}/{name}_1.0-1_{arch}.deb");
                 mirror.serve(&filename, bytes.clone());
+                index += &fixture::stanza(name, "1.0-1", &filename, bytes);
                 packages.push(Locked {
                     arch: arch.into(),
                     name: (*name).into(),
                     version: "1.0-1".into(),
+                    suite: "fixture".into(),
                     filename,
                     size: bytes.len() as u64,
                     sha256: fixture::sha256_hex(bytes),
                 });
             }
+            let path = format!("main/binary-{arch}/Packages.xz");
+            let xz = fixture::xz(index.as_bytes());
+            mirror.serve(&format!("dists/fixture/{path}"), xz.clone());
+            indexes.push((path, xz));
         }
+        let key = fixture::ArchiveKey::generate();
+        write("ws/xtask/keys/fixture.asc", &key.public_armored());
+        let inrelease = key.inrelease("fixture", DATE, &indexes);
+        write("ws/addon/runtime.lock.d/fixture.InRelease", &inrelease);
         let names: Vec<String> = debs.iter().map(|(n, _)| format!("{n:?}")).collect();
         let decl = format!(
-            "suite = \"fixture\"\nmirror = \"{}\"\narchitectures = [\"amd64\", \"arm64\"]\n\
-             packages = [{}]\nprune = [\"usr/share/doc\"]\n",
+            "architectures = [\"amd64\", \"arm64\"]\npackages = [{}]\n\
+             prune = [\"usr/share/doc\"]\n\n[[suite]]\nname = \"fixture\"\nmirror = \"{}\"\n",
+            names.join(", "),
             mirror.url,
-            names.join(", ")
         );
         write("ws/addon/runtime.toml", &decl);
         let parsed: Declaration = toml::from_str(&decl).unwrap();
-        let index = |arch: &str| IndexRef {
-            path: format!("main/binary-{arch}/Packages.xz"),
-            size: 1,
-            sha256: "0".repeat(64),
-        };
         let mut lock = Lock {
             version: LOCK_VERSION,
             source: Source {
-                suite: "fixture".into(),
-                mirror: mirror.url.clone(),
                 component: "main".into(),
-                date: "Sat, 08 Nov 2025 09:46:04 UTC".into(),
-                inrelease_sha256: "0".repeat(64),
+                date: DATE.into(),
                 packages: parsed.packages.clone(),
                 architectures: vec!["amd64".into(), "arm64".into()],
-                index: [
-                    ("amd64".into(), index("amd64")),
-                    ("arm64".into(), index("arm64")),
-                ]
-                .into(),
+                suites: vec![SuiteLock {
+                    name: "fixture".into(),
+                    mirror: mirror.url.clone(),
+                    date: DATE.into(),
+                    inrelease_sha256: fixture::sha256_hex(inrelease.as_bytes()),
+                    acquire_by_hash: false,
+                    index: indexes
+                        .iter()
+                        .map(|(path, xz)| {
+                            let arch = path.split(['/', '-']).nth(2).unwrap().to_owned();
+                            let index = IndexRef {
+                                path: path.clone(),
+                                size: xz.len() as u64,
+                                sha256: fixture::sha256_hex(xz),
+                            };
+                            (arch, index)
+                        })
+                        .collect(),
+                }],
             },
             packages,
         };
@@ -323,10 +343,12 @@ fn interrupting_a_run_at_each_temp_file_leaves_no_debris_and_the_next_run_finish
         format!("{cache}/unpacked/."),
         "/blobs/sha256/.blob.tmp".to_owned(),
         "/cache/layers/.".to_owned(),
+        "/cache/sbom/.".to_owned(),
         ".fluxion-ha-amd64.tar.tmp".to_owned(),
         ".fluxion-ha-amd64.tar.inputs.json.tmp".to_owned(),
         ".result-amd64.tmp".to_owned(),
         ".fluxion-ha-amd64.oci.tmp".to_owned(),
+        ".fluxion-ha-amd64.spdx.json.tmp".to_owned(),
         ".fluxion-ha.oci.tmp".to_owned(),
         ".fluxion-ha.tar.tmp".to_owned(),
     ];

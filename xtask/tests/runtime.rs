@@ -1,6 +1,6 @@
-//! The runtime layer (issue 3) end to end: the real signed bookworm release and resolver,
-//! fixture `.deb`s built here (ar + tar, in Rust) for the safety checks, the cache and the
-//! golden diff_id, and the real images run with real tools.
+//! The runtime layer (issues 3, 14) end to end: the real signed bookworm releases and
+//! resolver, fixture `.deb`s built here (ar + tar, in Rust) for the safety checks, the cache,
+//! the mirror fallback and the golden diff_id, and the real images run with real tools.
 //!
 //! Network: only the tests marked "network" reach http://deb.debian.org, and only when the
 //! download cache (`cargo xtask lock`/`fetch` fill it) lacks what they need; when the mirror
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use support::require;
 use xtask::runtime::cache::{Cache, Mode, Wanted};
 use xtask::runtime::lock::Lock;
-use xtask::runtime::{self, net, trust::Keyring};
+use xtask::runtime::{self, net, trust::Keyring, verify};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,33 +30,14 @@ fn lock() -> Lock {
     Lock::load(&runtime::lock_path(&workspace())).unwrap()
 }
 
-/// The cache `cargo xtask lock`/`fetch` use, or None (after skipping) when what we need is
-/// neither cached nor downloadable.
-fn cache_with(wanted: &[Wanted], mirror: &str) -> Option<Cache> {
-    let cache = Cache::open_default().unwrap();
-    let cached = wanted.iter().all(|w| cache.get(w).unwrap().is_some());
-    if !cached {
-        if let Err(e) = net::probe(mirror) {
-            require(
-                &format!("the Debian mirror is unreachable ({e:#}) and the cache lacks the files"),
-                false,
-            );
-            return None;
-        }
-    }
-    cache
-        .ensure(&net::Net::new(), mirror, wanted, Mode::Online)
-        .unwrap();
-    Some(cache)
-}
-
-/// Like `cache_with`, but a failed download leaves the decision to the caller (None only
-/// when the mirror is unreachable and that may be skipped).
-fn cache_with_fallback(wanted: &[Wanted], mirror: &str) -> Option<Cache> {
+/// The cache `cargo xtask lock`/`fetch` use, filled with `wanted`, or None (after skipping)
+/// when they are neither cached nor downloadable.
+fn cache_with(wanted: &[Wanted]) -> Option<Cache> {
     let cache = Cache::open_default().unwrap();
     if wanted.iter().all(|w| cache.get(w).unwrap().is_some()) {
         return Some(cache);
     }
+    let mirror = &wanted[0].mirrors[0];
     if let Err(e) = net::probe(mirror) {
         require(
             &format!("the Debian mirror is unreachable ({e:#}) and the cache lacks the files"),
@@ -64,58 +45,76 @@ fn cache_with_fallback(wanted: &[Wanted], mirror: &str) -> Option<Cache> {
         );
         return None;
     }
-    if let Err(e) = cache.ensure(&net::Net::new(), mirror, wanted, Mode::Online) {
-        eprintln!("could not fetch the locked files: {e:#}");
-    }
+    cache
+        .ensure(&net::Net::new(), wanted, Mode::Online)
+        .unwrap();
     Some(cache)
 }
 
-/// network: the real bookworm arm64 index resolves to exactly what apt installs.
+/// network: the real bookworm, bookworm-updates and bookworm-security arm64 indexes resolve
+/// to exactly what apt installs, with each package from the suite apt takes it from, and the
+/// lock holds exactly that resolution.
 #[test]
 fn resolver_matches_apt_on_real_bookworm_arm64() {
-    let lock = lock();
-    let idx = &lock.source.index["arm64"];
-    let w = Wanted {
-        what: "bookworm main/binary-arm64/Packages.xz".into(),
-        url_path: format!(
-            "dists/{}/{}/binary-arm64/by-hash/SHA256/{}",
-            lock.source.suite, lock.source.component, idx.sha256
-        ),
-        size: idx.size,
-        sha256: idx.sha256.clone(),
-    };
-    let Some(cache) = cache_with_fallback(std::slice::from_ref(&w), &lock.source.mirror) else {
-        return;
-    };
-    let (text, from_lock) = match cache.get(&w).unwrap() {
-        Some(xz) => (runtime::packages_text(&xz).unwrap(), true),
-        None => {
-            // The mirror dropped the locked index (a Debian point release since the lock was
-            // made): resolve the current, verified one instead; the package names must match.
-            let decl = Declaration::load(&runtime::declaration_path(&workspace())).unwrap();
-            let (_, release) = runtime::fetch_release(&net::Net::new(), &decl, &keyring()).unwrap();
-            let (size, sha256) = release.index(&idx.path).unwrap();
-            let cur = Wanted {
-                url_path: format!("dists/{}/{}", decl.suite, idx.path),
-                size,
-                sha256,
-                ..w.clone()
-            };
-            cache
-                .ensure(
-                    &net::Net::new(),
-                    decl.mirror(),
-                    std::slice::from_ref(&cur),
-                    Mode::Online,
-                )
-                .unwrap();
-            (
-                runtime::packages_text(&cache.load(&cur).unwrap()).unwrap(),
-                false,
-            )
+    let rt = runtime::Runtime::load(&workspace()).unwrap();
+    let checks: Vec<Wanted> = rt
+        .lock
+        .source
+        .suites
+        .iter()
+        .map(|s| {
+            let i = &s.index["arm64"];
+            Wanted {
+                what: format!("{} of {}", i.path, s.name),
+                mirrors: rt.mirrors(&s.name).unwrap(),
+                url_path: s.index_url_path("main", "arm64").unwrap(),
+                size: i.size,
+                sha256: i.sha256.clone(),
+            }
+        })
+        .collect();
+    let cache = Cache::open_default().unwrap();
+    let have = checks.iter().all(|w| cache.get(w).unwrap().is_some())
+        || (net::probe(rt.decl.suites[0].mirror()).is_ok()
+            && cache
+                .ensure(&net::Net::new(), &checks, Mode::Online)
+                .map_err(|e| eprintln!("the locked indexes are gone: {e:#}"))
+                .is_ok());
+    if !have {
+        // The mirrors dropped the locked indexes (a release since the lock was made): resolve
+        // the current, verified releases instead (the real `cargo xtask lock` path); the
+        // package names must match.
+        if let Err(e) = net::probe(rt.decl.suites[0].mirror()) {
+            require(&format!("the Debian mirror is unreachable ({e:#})"), false);
+            return;
         }
-    };
-    let index = runtime::resolve::Index::parse(&text).unwrap();
+        let now = runtime::locking::resolve_lock(&rt.decl, None, &cache, &keyring()).unwrap();
+        let names: Vec<&str> = now
+            .lock
+            .packages
+            .iter()
+            .filter(|p| p.arch == "arm64")
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, APT_ARM64);
+        eprintln!("the locked indexes are gone from the mirror: run `cargo xtask lock`");
+        return;
+    }
+    let texts: Vec<(&str, String)> = rt
+        .lock
+        .source
+        .suites
+        .iter()
+        .zip(&checks)
+        .map(|(s, w)| {
+            (
+                s.name.as_str(),
+                runtime::packages_text(&cache.load(w).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(s, t)| (*s, t.as_str())).collect();
+    let index = runtime::resolve::Index::parse_suites(&refs).unwrap();
     assert!(
         index.len() > 50_000,
         "a full bookworm index, got {}",
@@ -125,107 +124,182 @@ fn resolver_matches_apt_on_real_bookworm_arm64() {
         .resolve(&["bash".to_owned(), "coreutils".to_owned()])
         .unwrap();
     let names: Vec<&str> = closure.iter().map(|p| p.name.as_str()).collect();
-    // `apt-get install --no-install-recommends bash coreutils` into an empty arm64 root.
-    assert_eq!(
-        names,
-        [
-            "base-files",
-            "bash",
-            "coreutils",
-            "debianutils",
-            "gcc-12-base",
-            "libacl1",
-            "libattr1",
-            "libc6",
-            "libgcc-s1",
-            "libgmp10",
-            "libpcre2-8-0",
-            "libselinux1",
-            "libtinfo6",
-            "mawk"
-        ]
-    );
-    if !from_lock {
-        eprintln!("the locked index is gone from the mirror: run `cargo xtask lock`");
-        return;
+    assert_eq!(names, APT_ARM64);
+    // Every package comes from the suite with its highest version (apt, pin priority 500).
+    for p in &closure {
+        let best = index.named(&p.name).map(|q| &q.version).max().unwrap();
+        assert_eq!(&p.version, best, "{}", p.name);
     }
-    // And the lock holds exactly that resolution.
-    let locked: Vec<(String, String, String)> = lock
+    let locked: Vec<(String, String, String, String)> = rt
+        .lock
         .packages
         .iter()
         .filter(|p| p.arch == "arm64")
-        .map(|p| (p.name.clone(), p.version.clone(), p.sha256.clone()))
+        .map(|p| {
+            let p = p.clone();
+            (p.name, p.version, p.suite, p.sha256)
+        })
         .collect();
-    let resolved: Vec<(String, String, String)> = closure
+    let resolved: Vec<(String, String, String, String)> = closure
         .iter()
-        .map(|p| (p.name.clone(), p.version.to_string(), p.sha256.clone()))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.version.to_string(),
+                p.suite.clone(),
+                p.sha256.clone(),
+            )
+        })
         .collect();
     assert_eq!(locked, resolved);
 }
 
-/// network: the real InRelease verifies against the shipped keys (all three signatures), the
-/// lock's index digests are the signed ones, and one changed byte breaks it.
+/// `apt-get install --no-install-recommends bash coreutils` into an empty arm64 root.
+const APT_ARM64: [&str; 14] = [
+    "base-files",
+    "bash",
+    "coreutils",
+    "debianutils",
+    "gcc-12-base",
+    "libacl1",
+    "libattr1",
+    "libc6",
+    "libgcc-s1",
+    "libgmp10",
+    "libpcre2-8-0",
+    "libselinux1",
+    "libtinfo6",
+    "mawk",
+];
+
+/// The real InRelease files beside the lock verify against the shipped keys (the main
+/// archive's by three, the security archive's by its own key), the lock agrees with them,
+/// and one changed byte breaks them. No network.
 #[test]
-fn real_inrelease_verifies_and_tampering_is_caught() {
+fn real_inreleases_verify_and_tampering_is_caught() {
     let lock = lock();
-    let cache = Cache::open_default().unwrap();
-    let raw = match std::fs::read(cache.path(&lock.source.inrelease_sha256)) {
-        Ok(raw) => raw,
-        Err(_) => {
-            if let Err(e) = net::probe(&lock.source.mirror) {
-                require(&format!(
-                    "InRelease is not cached (run `cargo xtask lock`) and the mirror is unreachable ({e:#})"
-                ), false);
-                return;
-            }
-            let url = format!(
-                "{}/dists/{}/InRelease",
-                lock.source.mirror, lock.source.suite
-            );
-            net::Net::new().get_bytes(&url, 16 << 20).unwrap()
-        }
-    };
-    let text = String::from_utf8(raw.clone()).unwrap();
-    let (signed, good) = keyring()
-        .verify_inrelease(&text, pgp::types::Timestamp::now())
-        .unwrap();
-    let mut primaries: Vec<&str> = good.iter().map(|g| g.primary.as_str()).collect();
-    primaries.sort();
-    let shipped = keyring().fingerprints();
-    assert!(primaries.iter().all(|p| shipped.iter().any(|s| s == p)));
-    if cache.path(&lock.source.inrelease_sha256).exists() {
-        // The release the lock was made from carries three signatures, all by shipped keys
-        // (a later one may add signers we do not know; those are skipped, not trusted).
-        assert_eq!(
-            primaries,
-            [
+    let dir = runtime::lock_dir(&workspace());
+    let releases = verify::verify_releases(&lock, &dir, &keyring()).unwrap();
+    assert_eq!(releases.len(), 3);
+    for s in &lock.source.suites {
+        let text = std::fs::read_to_string(verify::inrelease_path(&dir, &s.name)).unwrap();
+        let (_, good) = keyring()
+            .verify_inrelease(&text, pgp::types::Timestamp::now())
+            .unwrap();
+        let mut primaries: Vec<&str> = good.iter().map(|g| g.primary.as_str()).collect();
+        primaries.sort();
+        let want: &[&str] = match s.name.as_str() {
+            "bookworm" => &[
                 "04B54C3CDCA79751B16BC6B5225629DF75B188BD",
                 "4D64FEC119C2029067D6E791F8D2585B8783D481",
-                "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8"
-            ]
-        );
+                "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8",
+            ],
+            "bookworm-updates" => &[
+                "04B54C3CDCA79751B16BC6B5225629DF75B188BD",
+                "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8",
+            ],
+            // Its own key (shipped for issue 14); the bullseye security key's signature is
+            // by a key we do not ship, so it is skipped, not trusted.
+            "bookworm-security" => &["05AB90340C0C5E797F44A8C8254CF3B5AEC0A8F0"],
+            other => panic!("unexpected suite {other}"),
+        };
+        assert_eq!(primaries, want, "{}", s.name);
         assert!(
-            good.iter().any(|g| g.signer != g.primary),
+            good.iter().any(|g| g.signer != g.primary) || s.name == "bookworm",
             "subkey signatures verified"
         );
+        assert_eq!(releases[&s.name].date, s.date);
+        // One byte of the signed text changed: every signature is bad, so it is refused.
+        let tampered = text.replacen("Origin: Debian", "Origin: Debiam", 1);
+        assert_ne!(tampered, text);
+        let err = keyring()
+            .verify_inrelease(&tampered, pgp::types::Timestamp::now())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("not authentic"), "{err:#}");
+        // A keyring without Debian's keys trusts nothing.
+        let empty = Keyring::parse(&[]).unwrap();
+        assert!(empty
+            .verify_inrelease(&text, pgp::types::Timestamp::now())
+            .is_err());
     }
-    let release = runtime::release::Release::parse(&signed).unwrap();
-    if cache.path(&lock.source.inrelease_sha256).exists() {
-        runtime::verify_cached_release(&lock, &cache, &keyring()).unwrap();
-        assert_eq!(release.date, lock.source.date);
-    }
-    // One byte of the signed text changed: every signature is bad, so it is refused.
-    let tampered = text.replacen("Origin: Debian", "Origin: Debiam", 1);
-    assert_ne!(tampered, text);
-    let err = keyring()
-        .verify_inrelease(&tampered, pgp::types::Timestamp::now())
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("not authentic"), "{err:#}");
-    // A keyring without Debian's keys trusts nothing.
-    let empty = Keyring::parse(&[]).unwrap();
-    assert!(empty
-        .verify_inrelease(&text, pgp::types::Timestamp::now())
-        .is_err());
+}
+
+/// network (first run only, for the indexes): the real lock, tampered as an attacker would
+/// to match a hostile .deb, is refused offline naming what disagrees — a zeroed
+/// inrelease_sha256, a changed index sha256, a changed version or sha256 — while the
+/// untouched lock passes.
+#[test]
+fn tampered_real_lock_is_refused_offline() {
+    let rt = runtime::Runtime::load(&workspace()).unwrap();
+    let dir = runtime::lock_dir(&workspace());
+    let refused = |lock: &Lock| {
+        format!(
+            "{:#}",
+            verify::verify_releases(lock, &dir, &keyring()).unwrap_err()
+        )
+    };
+    let mut l = rt.lock.clone();
+    l.source.suites[2].inrelease_sha256 = "0".repeat(64);
+    let e = refused(&l);
+    assert!(
+        e.contains("suite bookworm-security")
+            && e.contains(&"0".repeat(64))
+            && e.contains("cargo xtask lock"),
+        "{e}"
+    );
+    let mut l = rt.lock.clone();
+    let i = l.source.suites[0].index.get_mut("amd64").unwrap();
+    i.sha256 = "ab".repeat(32);
+    let e = refused(&l);
+    assert!(
+        e.contains("suite bookworm") && e.contains("main/binary-amd64/Packages.xz"),
+        "{e}"
+    );
+    let mut l = rt.lock.clone();
+    l.source.suites[1].date = "Sun, 01 Nov 2026 00:00:00 UTC".into();
+    assert!(refused(&l).contains("dated"));
+
+    // The package entries, against the signed Packages of their suites.
+    let checks = rt.index_checks(&[xtask::arch::Arch::Amd64]).unwrap();
+    let wanted: Vec<Wanted> = checks.iter().map(|c| c.wanted.clone()).collect();
+    let Some(cache) = cache_with(&wanted) else {
+        return;
+    };
+    let entries = |lock: &Lock| {
+        let checks =
+            verify::index_checks(lock, &[xtask::arch::Arch::Amd64], |s| rt.mirrors(s)).unwrap();
+        verify::verify_packages(&checks, &cache, verify::Uncached::Fail)
+    };
+    entries(&rt.lock).unwrap();
+    let bash = |l: &Lock| -> usize {
+        l.packages
+            .iter()
+            .position(|p| p.arch == "amd64" && p.name == "bash")
+            .unwrap()
+    };
+    let mut l = rt.lock.clone();
+    let b = bash(&l);
+    let real = l.packages[b].version.clone();
+    l.packages[b].version = "5.2.15-2+b99".into();
+    let e = format!("{:#}", entries(&l).unwrap_err());
+    assert!(
+        e.contains("bash 5.2.15-2+b99") && e.contains(&format!("only at {real}")),
+        "{e}"
+    );
+    let mut l = rt.lock.clone();
+    let b = bash(&l);
+    l.packages[b].sha256 = "cd".repeat(32);
+    let e = format!("{:#}", entries(&l).unwrap_err());
+    assert!(
+        e.contains("bash") && e.contains(&"cd".repeat(32)) && e.contains("signed index says"),
+        "{e}"
+    );
+    // A package moved to a suite whose index does not list it.
+    let mut l = rt.lock.clone();
+    let b = bash(&l);
+    l.packages[b].suite = "bookworm-security".into();
+    let e = format!("{:#}", entries(&l).unwrap_err());
+    assert!(e.contains("does not list bash"), "{e}");
 }
 
 // ---- fixtures: everything below talks to 127.0.0.1 at most ----
@@ -237,7 +311,8 @@ use xtask::image::compress::Compression;
 use xtask::image::store::BlobStore;
 use xtask::runtime::deb::Prune;
 use xtask::runtime::layer::{self as rlayer, Package};
-use xtask::runtime::lock::{Declaration, IndexRef, Locked, Source, LOCK_VERSION};
+use xtask::runtime::limits::Limits;
+use xtask::runtime::lock::{Declaration, IndexRef, Locked, Source, SuiteLock, LOCK_VERSION};
 use xtask::runtime::Runtime;
 use xtask::workspace::Workspace;
 
@@ -308,54 +383,76 @@ fn locked(name: &str, bytes: &[u8]) -> Locked {
         arch: "amd64".into(),
         name: name.into(),
         version: "1.0-1".into(),
+        suite: "fixture".into(),
         filename: format!("pool/main/f/{name}/{name}_1.0-1_amd64.deb"),
         size: bytes.len() as u64,
         sha256: fixture::sha256_hex(bytes),
     }
 }
 
-/// A declaration + lock for the fixture packages, served by `mirror`.
-fn fixture_runtime(mirror: &Mirror, debs: &[(&str, Vec<u8>)]) -> Runtime {
+const FIXTURE_DATE: &str = "Sat, 08 Nov 2025 09:46:04 UTC";
+
+/// A declaration + lock for the fixture packages, served by `mirror` with their Packages
+/// index (the lock's InRelease digest is not checked here: `Runtime::load` does that, and the
+/// fixture runtime is made without it). `extra` goes into the `[[suite]]` table.
+fn fixture_runtime_with(
+    mirror: &Mirror,
+    debs: &[(&str, Vec<u8>)],
+    limits: &str,
+    extra: &str,
+) -> Runtime {
     let decl: Declaration = toml::from_str(&format!(
-        r#"suite = "fixture"
-mirror = "{}"
-architectures = ["amd64"]
+        r#"architectures = ["amd64"]
 packages = [{}]
 prune = ["usr/share/doc", "usr/share/man"]
 keep = ["usr/share/doc/*/copyright"]
+{limits}
+[[suite]]
+name = "fixture"
+mirror = "{}"
+{extra}
 "#,
-        mirror.url,
         debs.iter()
             .map(|(n, _)| format!("{n:?}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        mirror.url,
     ))
     .unwrap();
+    decl.validate().unwrap();
     let mut packages = Vec::new();
+    let mut index = String::new();
     for (name, bytes) in debs {
         let l = locked(name, bytes);
         mirror.serve(&l.filename, bytes.clone());
+        index.push_str(&fixture::stanza(name, &l.version, &l.filename, bytes));
         packages.push(l);
     }
+    let xz = fixture::xz(index.as_bytes());
+    mirror.serve("dists/fixture/main/binary-amd64/Packages.xz", xz.clone());
     let lock = Lock {
         version: LOCK_VERSION,
         source: Source {
-            suite: "fixture".into(),
-            mirror: mirror.url.clone(),
             component: "main".into(),
-            date: "Sat, 08 Nov 2025 09:46:04 UTC".into(),
-            inrelease_sha256: "0".repeat(64),
+            date: FIXTURE_DATE.into(),
             packages: decl.packages.clone(),
             architectures: vec!["amd64".into()],
-            index: [(
-                "amd64".to_owned(),
-                IndexRef {
-                    path: "main/binary-amd64/Packages.xz".into(),
-                    size: 1,
-                    sha256: "0".repeat(64),
-                },
-            )]
-            .into(),
+            suites: vec![SuiteLock {
+                name: "fixture".into(),
+                mirror: mirror.url.clone(),
+                date: FIXTURE_DATE.into(),
+                inrelease_sha256: "0".repeat(64),
+                acquire_by_hash: false,
+                index: [(
+                    "amd64".to_owned(),
+                    IndexRef {
+                        path: "main/binary-amd64/Packages.xz".into(),
+                        size: xz.len() as u64,
+                        sha256: fixture::sha256_hex(&xz),
+                    },
+                )]
+                .into(),
+            }],
         },
         packages,
     };
@@ -365,11 +462,34 @@ keep = ["usr/share/doc/*/copyright"]
     Runtime { decl, lock, prune }
 }
 
+fn fixture_runtime(mirror: &Mirror, debs: &[(&str, Vec<u8>)]) -> Runtime {
+    fixture_runtime_with(mirror, debs, "", "")
+}
+
 struct Scratch {
     _dir: tempfile::TempDir,
     ws: Workspace,
     store: BlobStore,
     cache: Cache,
+}
+
+impl Scratch {
+    /// The amd64 runtime layer of `rt` at the fixture epoch, into this scratch's store.
+    fn layers(
+        &self,
+        rt: &Runtime,
+        mode: Mode,
+    ) -> anyhow::Result<std::collections::BTreeMap<xtask::arch::Arch, runtime::Ready>> {
+        runtime::layers(
+            &self.ws,
+            &self.store,
+            rt,
+            &self.cache,
+            &[xtask::arch::Arch::Amd64],
+            EPOCH,
+            mode,
+        )
+    }
 }
 
 fn scratch() -> Scratch {
@@ -423,16 +543,7 @@ fn golden_fixture_layer_and_its_contents() {
     let s = scratch();
     let mirror = Mirror::start();
     let rt = fixture_runtime(&mirror, &fixture_debs());
-    let layers = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[xtask::arch::Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    let layers = s.layers(&rt, Mode::Online).unwrap();
     let ready = &layers[&xtask::arch::Arch::Amd64];
     assert!(!ready.cached);
     assert_eq!(ready.packages, 3);
@@ -496,29 +607,11 @@ fn app_only_change_keeps_the_runtime_layer() {
     let s = scratch();
     let mirror = Mirror::start();
     let rt = fixture_runtime(&mirror, &fixture_debs());
-    let first = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    let first = s.layers(&rt, Mode::Online).unwrap();
     for p in &rt.lock.packages {
         std::fs::remove_file(s.cache.path(&p.sha256)).unwrap();
     }
-    let second = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Offline,
-    )
-    .unwrap();
+    let second = s.layers(&rt, Mode::Offline).unwrap();
     assert!(second[&Arch::Amd64].cached);
     assert_eq!(first[&Arch::Amd64].layer, second[&Arch::Amd64].layer);
 
@@ -585,9 +678,18 @@ fn app_only_change_keeps_the_runtime_layer() {
 }
 
 fn merge_err(name: &str, entries: &[E<'_>]) -> String {
-    let bytes = fixture::deb(name, entries, Comp::Gz);
+    unpack_err(
+        name,
+        fixture::deb(name, entries, Comp::Gz),
+        &Limits::default(),
+    )
+}
+
+/// The error of unpacking the .deb `bytes` of package `name` alone, within `limits`.
+fn unpack_err(name: &str, bytes: Vec<u8>, limits: &Limits) -> String {
     let l = locked(name, &bytes);
-    let err = rlayer::merge(&[Package { locked: &l, bytes }], &Prune::default()).unwrap_err();
+    let err = rlayer::merge(&[Package { locked: &l, bytes }], &Prune::default(), limits)
+        .expect_err("the package must be refused");
     format!("{err:#}")
 }
 
@@ -656,6 +758,7 @@ fn the_same_path_from_two_packages_must_agree() {
             },
         ],
         &Prune::default(),
+        &Limits::default(),
     )
     .unwrap_err()
     .to_string();
@@ -679,19 +782,10 @@ fn truncated_cached_deb_is_refetched_or_reported() {
     std::fs::write(&path, &full[..full.len() / 2]).unwrap();
 
     // Offline: one error naming the package and the command to run; nothing written.
-    let err = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Offline,
-    )
-    .unwrap_err();
+    let err = s.layers(&rt, Mode::Offline).unwrap_err();
     let err = format!("{err:#}");
     assert!(
-        err.contains("fx-shell 1.0-1 (amd64)") && err.contains("cargo xtask fetch"),
+        err.contains("fx-shell 1.0-1 (amd64, fixture)") && err.contains("cargo xtask fetch"),
         "{err}"
     );
     assert!(!path.exists(), "the truncated file was removed, not used");
@@ -699,16 +793,7 @@ fn truncated_cached_deb_is_refetched_or_reported() {
     // Online: fetched again from the (loopback) mirror, and the build works.
     std::fs::write(&path, &full[..full.len() / 2]).unwrap();
     let before = mirror.hits.lock().unwrap().len();
-    runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap();
+    s.layers(&rt, Mode::Online).unwrap();
     let hits = mirror.hits.lock().unwrap()[before..].to_vec();
     assert_eq!(hits, std::slice::from_ref(&victim.filename));
     assert_eq!(std::fs::read(&path).unwrap(), full);
@@ -718,22 +803,12 @@ fn truncated_cached_deb_is_refetched_or_reported() {
 /// the mismatching download is not cached.
 #[test]
 fn tampered_lock_fails_before_any_layer_is_written() {
-    use xtask::arch::Arch;
     let s = scratch();
     let mirror = Mirror::start();
     let mut rt = fixture_runtime(&mirror, &fixture_debs());
     let bad = "f".repeat(64);
     rt.lock.packages[2].sha256 = bad.clone();
-    let err = runtime::layers(
-        &s.ws,
-        &s.store,
-        &rt,
-        &s.cache,
-        &[Arch::Amd64],
-        EPOCH,
-        Mode::Online,
-    )
-    .unwrap_err();
+    let err = s.layers(&rt, Mode::Online).unwrap_err();
     let err = format!("{err:#}");
     assert!(err.contains("fx-zst") && err.contains(&bad), "{err}");
     let blobs: Vec<_> = std::fs::read_dir(s.ws.images_dir().join("blobs").join("sha256"))
@@ -747,6 +822,430 @@ fn tampered_lock_fails_before_any_layer_is_written() {
     assert!(!s.cache.path(&bad).exists());
 }
 
+// ---- issue 14: hostile sizes, bombs, setuid, tampered entries, mirror fallback ----
+
+/// A `.deb` whose data.tar holds a member declaring 64 GiB (with 4 bytes behind it), and one
+/// whose ar header declares more than the file holds: refused naming the package, before any
+/// allocation of what the header claims (it used to abort the process: `memory allocation
+/// of 68719476736 bytes failed`, exit 134, no package named).
+#[test]
+fn headers_claiming_more_than_the_archive_holds_are_refused() {
+    let data = fixture::data_tar(&[
+        E::Dir("./usr/", 0o755),
+        E::Lying("./usr/huge", 64 << 30, b"tiny"),
+    ]);
+    for comp in [Comp::Gz, Comp::Xz] {
+        let bytes = fixture::deb_of("evil-64g", &data, comp);
+        let e = unpack_err("evil-64g", bytes, &Limits::default());
+        assert!(
+            e.contains("evil-64g") && e.contains("usr/huge") && e.contains("68719476736"),
+            "{e}"
+        );
+    }
+    // The ar member header claims 9999999999 bytes (the most its 10 digits can say).
+    let good = fixture::deb("evil-ar", &[E::Dir("./usr/", 0o755)], Comp::Gz);
+    let mut bytes = good.clone();
+    let at = find(&bytes, b"data.tar.gz").unwrap() + 48;
+    bytes[at..at + 10].copy_from_slice(b"9999999999");
+    let e = unpack_err("evil-ar", bytes, &Limits::default());
+    assert!(
+        e.contains("evil-ar") && e.contains("declares 9999999999 bytes"),
+        "{e}"
+    );
+    // And the ar extensions whose tables the ar crate sizes from the header.
+    let mut bytes = good;
+    let at = find(&bytes, b"data.tar.gz").unwrap();
+    bytes[at..at + 16].copy_from_slice(b"#1/9999999999   ");
+    let e = unpack_err("evil-bsd", bytes, &Limits::default());
+    assert!(e.contains("evil-bsd") && e.contains("extension"), "{e}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A 20 KB .deb whose data.tar.xz expands to 128 MiB (made by the real `xz`, as an attacker
+/// would; 1 GiB takes 157 KB) fails at the per-package limit, naming the package and the
+/// limit, after decoding no more than that; a gzip bomb against the default limits likewise.
+#[test]
+fn decompression_bombs_stop_at_the_limit() {
+    if support::have("xz") {
+        let mut xz = std::process::Command::new("xz")
+            .args(["-T1", "-1", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = xz.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..128 {
+                std::io::Write::write_all(&mut stdin, &zeros).unwrap();
+            }
+        });
+        let out = xz.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        assert!(out.status.success());
+        let bomb = out.stdout;
+        assert!(bomb.len() < 64 << 10, "a bomb: {} bytes", bomb.len());
+        let bytes = fixture::ar_deb(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.xz", bomb)]);
+        let limits = Limits {
+            package_unpacked_mib: 8,
+            ..Limits::default()
+        };
+        let e = unpack_err("evil-xz-bomb", bytes, &limits);
+        assert!(
+            e.contains("evil-xz-bomb")
+                && e.contains("data.tar.xz")
+                && e.contains("more than 8 MiB")
+                && e.contains("package_unpacked_mib"),
+            "{e}"
+        );
+    }
+    // 300 MiB of zeros as gzip (about 300 KB): past the default 256 MiB per package.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..300 {
+        std::io::Write::write_all(&mut gz, &zeros).unwrap();
+    }
+    let bytes = fixture::ar_deb(&[
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("data.tar.gz", gz.finish().unwrap()),
+    ]);
+    let e = unpack_err("evil-gz-bomb", bytes, &Limits::default());
+    assert!(
+        e.contains("evil-gz-bomb") && e.contains("more than 256 MiB"),
+        "{e}"
+    );
+}
+
+/// The packages of one layer share the per-layer limit (`[limits]` in runtime.toml).
+#[test]
+fn the_layer_limit_counts_every_package() {
+    let s = scratch();
+    let mirror = Mirror::start();
+    let three_mib = vec![7u8; 3 << 20];
+    let debs: Vec<(&str, Vec<u8>)> = ["big-a", "big-b", "big-c"]
+        .into_iter()
+        .map(|n| {
+            let path = format!("./usr/{n}");
+            (
+                n,
+                fixture::deb(
+                    n,
+                    &[E::Dir("./usr/", 0o755), E::File(&path, 0o644, &three_mib)],
+                    Comp::Gz,
+                ),
+            )
+        })
+        .collect();
+    let rt = fixture_runtime_with(
+        &mirror,
+        &debs,
+        "[limits]\npackage_unpacked_mib = 4\nlayer_unpacked_mib = 8\n",
+        "",
+    );
+    let err = s.layers(&rt, Mode::Online).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("big-") && err.contains("8 MiB") && err.contains("per-layer limit"),
+        "{err}"
+    );
+    // Within the limits, the same packages build.
+    let rt = fixture_runtime_with(&mirror, &debs, "[limits]\npackage_unpacked_mib = 4\n", "");
+    s.layers(&rt, Mode::Online).unwrap();
+}
+
+/// A log sink for `tracing` (what `--verbose` prints).
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// setuid/setgid bits never reach the layer (the sticky bit does), and `--verbose` (debug
+/// level) lists each path cleared, with its package and bits.
+#[test]
+fn setuid_and_setgid_bits_are_cleared_and_listed() {
+    let bytes = fixture::deb(
+        "evil-suid",
+        &[
+            E::Dir("./usr/", 0o755),
+            E::Dir("./usr/bin/", 0o755),
+            E::File("./usr/bin/rootme", 0o4755, b"#!/bin/sh\n"),
+            E::File("./usr/bin/groupme", 0o2755, b"#!/bin/sh\n"),
+            E::Dir("./var/", 0o755),
+            E::Dir("./var/local/", 0o2775),
+            E::Dir("./tmp/", 0o1777),
+        ],
+        Comp::Xz,
+    );
+    let l = locked("evil-suid", &bytes);
+    let log = Log::default();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let tree = tracing::subscriber::with_default(subscriber, || {
+        rlayer::merge(
+            &[Package { locked: &l, bytes }],
+            &Prune::default(),
+            &Limits::default(),
+        )
+        .unwrap()
+    });
+    let mode = |p: &str| match tree.get(p).unwrap() {
+        xtask::image::layer::Node::File { mode, .. } | xtask::image::layer::Node::Dir { mode } => {
+            *mode
+        }
+        other => panic!("{p}: {other:?}"),
+    };
+    assert_eq!(mode("usr/bin/rootme"), 0o755);
+    assert_eq!(mode("usr/bin/groupme"), 0o755);
+    assert_eq!(mode("var/local"), 0o775);
+    assert_eq!(mode("tmp"), 0o1777, "the sticky bit stays");
+    let out = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    for (path, bits) in [
+        ("/usr/bin/rootme", "4000"),
+        ("/usr/bin/groupme", "2000"),
+        ("/var/local", "2000"),
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains("cleared setuid/setgid")
+                && l.contains("evil-suid")
+                && l.contains(&format!("path={path} "))
+                && l.contains(bits)),
+            "{path} not listed:\n{out}"
+        );
+    }
+    assert!(!out.contains("path=/tmp "), "{out}");
+    assert!(out.contains("paths=3"), "the summary: {out}");
+}
+
+/// The unpacked-package cache never lets a package past issue 14's rules: a hit is charged
+/// what its data.tar unpacked to (a lowered layer limit refuses the layer again, with the
+/// `.deb`s gone, so nothing was decompressed), its setuid/setgid bits stay cleared and are
+/// listed again, and an entry made under another per-package limit is not used at all.
+#[test]
+fn unpacked_cache_hits_keep_the_limits_and_the_setuid_rule() {
+    let s = scratch();
+    let mirror = Mirror::start();
+    let three_mib = vec![7u8; 3 << 20];
+    let debs = vec![
+        (
+            "big-suid",
+            fixture::deb(
+                "big-suid",
+                &[
+                    E::Dir("./usr/", 0o755),
+                    E::Dir("./usr/bin/", 0o755),
+                    E::File("./usr/bin/rootme", 0o4755, b"#!/bin/sh\n"),
+                    E::File("./usr/big-suid", 0o644, &three_mib),
+                ],
+                Comp::Xz,
+            ),
+        ),
+        (
+            "big-b",
+            fixture::deb(
+                "big-b",
+                &[
+                    E::Dir("./usr/", 0o755),
+                    E::File("./usr/big-b", 0o644, &three_mib),
+                ],
+                Comp::Xz,
+            ),
+        ),
+    ];
+    let limits = |package: u64, layer: u64| {
+        format!("[limits]\npackage_unpacked_mib = {package}\nlayer_unpacked_mib = {layer}\n")
+    };
+    let logged = |rt: &Runtime, mode: Mode| {
+        let log = Log::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let got = tracing::subscriber::with_default(subscriber, || s.layers(rt, mode));
+        let out = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        (got, out)
+    };
+    let listed = |out: &str| {
+        out.lines()
+            .any(|l| l.contains("cleared setuid/setgid") && l.contains("path=/usr/bin/rootme "))
+    };
+    let rootme = |layers: &std::collections::BTreeMap<xtask::arch::Arch, runtime::Ready>| {
+        layers[&xtask::arch::Arch::Amd64].listing.paths["usr/bin/rootme"].clone()
+    };
+
+    // Unpacked from the .debs, within the limits: cleared, listed, cached.
+    let (got, out) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(4, 8), ""),
+        Mode::Online,
+    );
+    assert_eq!(rootme(&got.unwrap()), "file 0755");
+    assert!(listed(&out), "{out}");
+    let tars = std::fs::read_dir(s.cache.unpacked_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("tar".as_ref()))
+        .count();
+    assert_eq!(tars, 2, "both packages are in the unpacked-package cache");
+    // The .debs gone and offline: only the unpacked-package cache can serve them now.
+    for (_, bytes) in &debs {
+        std::fs::remove_file(s.cache.path(&fixture::sha256_hex(bytes))).unwrap();
+    }
+
+    // A lower layer limit (another layer cache key): the cached packages are charged what they
+    // unpacked to, and the layer is refused as a fresh unpack would be.
+    let (got, _) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(4, 5), ""),
+        Mode::Offline,
+    );
+    let err = format!("{:#}", got.unwrap_err());
+    assert!(
+        err.contains("big-") && err.contains("per-layer limit"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("download cache"),
+        "served from the unpacked cache: {err}"
+    );
+
+    // Within the limits again (and another layer cache key): from the unpacked-package cache,
+    // the setuid bit still cleared and listed.
+    let (got, out) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(4, 7), ""),
+        Mode::Offline,
+    );
+    assert_eq!(rootme(&got.unwrap()), "file 0755");
+    assert!(listed(&out), "listed on a hit too: {out}");
+
+    // Another per-package limit is another unpacked-cache key: nothing cached serves it, so
+    // it needs the .debs (gone): the package is unpacked under the limit it is built with.
+    let (got, _) = logged(
+        &fixture_runtime_with(&mirror, &debs, &limits(3, 7), ""),
+        Mode::Offline,
+    );
+    let err = format!("{:#}", got.unwrap_err());
+    assert!(err.contains("not in the download cache"), "{err}");
+}
+
+/// A lock entry changed to match another .deb (version, size, sha256) is refused by the
+/// build before the .deb is fetched, naming the package and both values; nothing is written.
+#[test]
+fn lock_entries_must_match_the_signed_index() {
+    let s = scratch();
+    let mirror = Mirror::start();
+    let debs = fixture_debs();
+    let hostile = fixture::deb("fx-zst", &[E::File("./etc/evil", 0o644, b"x")], Comp::Gz);
+    for tamper in [
+        |p: &mut Locked, _: &[u8]| p.version = "1.0-2".into(),
+        |p: &mut Locked, h: &[u8]| {
+            p.size = h.len() as u64;
+            p.sha256 = fixture::sha256_hex(h);
+        },
+    ] {
+        let mut rt = fixture_runtime(&mirror, &debs);
+        let victim = rt
+            .lock
+            .packages
+            .iter_mut()
+            .find(|p| p.name == "fx-zst")
+            .unwrap();
+        tamper(victim, &hostile);
+        mirror.serve(&victim.filename, hostile.clone());
+        let before = mirror.hits.lock().unwrap().len();
+        let err = s.layers(&rt, Mode::Online).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("fx-zst")
+                && err.contains("signed package indexes")
+                && err.contains("cargo xtask lock"),
+            "{err}"
+        );
+        let hits = mirror.hits.lock().unwrap()[before..].to_vec();
+        assert!(
+            hits.iter().all(|h| !h.starts_with("pool/")),
+            "no .deb fetched: {hits:?}"
+        );
+        assert!(!s.ws.images_dir().join("runtime-cache").exists());
+    }
+}
+
+/// Locks that keep building: the mirror dropped one locked .deb (404) and serves another
+/// with other bytes; the fallback mirror (`{date}` = the lock's date) has both, and the
+/// build works, each file checked by the same sha256. When no mirror has a file, the error
+/// names the package, every URL tried and the fix.
+#[test]
+fn fallback_mirrors_serve_what_the_mirror_dropped() {
+    use xtask::arch::Arch;
+    let s = scratch();
+    let primary = Mirror::start();
+    let snapshot = Mirror::start_at("archive/debian");
+    let debs = fixture_debs();
+    let extra = format!("fallback_mirrors = [\"{}/{{date}}\"]", snapshot.url);
+    let rt = fixture_runtime_with(&primary, &debs, "", &extra);
+    let stamp = "20251108T094604Z"; // FIXTURE_DATE
+    let (dropped, replaced) = (&rt.lock.packages[0], &rt.lock.packages[1]);
+    primary.files.lock().unwrap().remove(&dropped.filename);
+    primary.serve(&replaced.filename, b"a newer build, other bytes".to_vec());
+    for (name, bytes) in &debs {
+        let l = locked(name, bytes);
+        snapshot.serve(&format!("{stamp}/{}", l.filename), bytes.clone());
+    }
+    let n = runtime::fetch(&rt, &s.cache, &[Arch::Amd64], Mode::Online).unwrap();
+    assert_eq!(n, 3);
+    let primary_hits = primary.hits.lock().unwrap().clone();
+    let snapshot_hits = snapshot.hits.lock().unwrap().clone();
+    assert!(primary_hits.contains(&dropped.filename), "{primary_hits:?}");
+    let mut fell_back = snapshot_hits.clone();
+    fell_back.sort();
+    let mut want = vec![
+        format!("{stamp}/{}", dropped.filename),
+        format!("{stamp}/{}", replaced.filename),
+    ];
+    want.sort();
+    assert_eq!(fell_back, want, "only what the mirror lacked");
+    for p in &rt.lock.packages {
+        assert!(s.cache.get(&rt.want(p).unwrap()).unwrap().is_some());
+    }
+    s.layers(&rt, Mode::Offline).unwrap();
+
+    // Gone everywhere: every URL tried, with what it answered, and the fix.
+    let s = scratch();
+    snapshot
+        .files
+        .lock()
+        .unwrap()
+        .remove(&format!("{stamp}/{}", dropped.filename));
+    let err = format!(
+        "{:#}",
+        runtime::fetch(&rt, &s.cache, &[Arch::Amd64], Mode::Online).unwrap_err()
+    );
+    for needle in [
+        format!("{} 1.0-1 (amd64, fixture)", dropped.name),
+        format!("{}/{}", primary.url, dropped.filename),
+        format!("{}/{stamp}/{}", snapshot.url, dropped.filename),
+        "404".to_owned(),
+        "cargo xtask lock".to_owned(),
+        "fallback_mirrors".to_owned(),
+    ] {
+        assert!(err.contains(&needle), "lacks {needle:?}: {err}");
+    }
+    assert!(!s.cache.path(&dropped.sha256).exists());
+}
+
 // ---- the real runtime layers, run with real tools ----
 
 /// network (first run only): both images' runtime works — bash, coreutils, the user table —
@@ -755,8 +1254,17 @@ fn tampered_lock_fails_before_any_layer_is_written() {
 fn real_images_run_bash_and_coreutils_under_docker() {
     use xtask::arch::Arch;
     let rt = Runtime::load(&workspace()).unwrap();
-    let wanted: Vec<Wanted> = Arch::ALL.iter().flat_map(|&a| rt.wanted(a)).collect();
-    let Some(cache) = cache_with(&wanted, rt.decl.mirror()) else {
+    let mut wanted: Vec<Wanted> = Arch::ALL
+        .iter()
+        .flat_map(|&a| rt.wanted(a).unwrap())
+        .collect();
+    wanted.extend(
+        rt.index_checks(&Arch::ALL)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.wanted),
+    );
+    let Some(cache) = cache_with(&wanted) else {
         return;
     };
     let Some(docker) = support::Dockerd::start(None) else {

@@ -28,9 +28,10 @@ impl flags::Ci {
             let addon = AddonConfig::load(&ws.addon_config())?;
             super::meta::check(&super::meta::default_path(ws), &super::meta::render(&addon))
         })?;
-        // No network: the committed lock must cover the declaration before anything builds.
+        // No network: the committed lock must cover the declaration and agree with the signed
+        // releases before anything builds.
         step("lock --check", || {
-            crate::runtime::Runtime::load(&ws.root).map(|_| ())
+            super::lock::check(ws).map(|s| println!("{s}"))
         })?;
         let nested = gitlab_local::nested();
         once("cargo fmt --check", nested, || {
@@ -85,6 +86,11 @@ impl flags::Ci {
                     .as_ref()
                     .context("the multi-arch archive's digest was not recorded")?;
                 ours.insert(repro::MULTI_ARCH.to_owned(), sha.sha256.clone());
+                for o in built.outputs.iter().filter(|o| o.format == Format::Spdx) {
+                    if let (Some(arch), Some(w)) = (o.arch, &o.written) {
+                        ours.insert(repro::sbom_key(&arch.to_string()), w.sha256.clone());
+                    }
+                }
                 repro::compare(&ours, &theirs)
             })?;
         }

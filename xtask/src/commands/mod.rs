@@ -9,3 +9,4 @@ pub mod load;
 pub mod lock;
 pub mod meta;
 pub mod push;
+pub mod sbom;

@@ -10,6 +10,7 @@ use crate::arch::Arch;
 use crate::epoch::Epoch;
 use crate::flags;
 use crate::pipeline::{self, ImageOutputs, Options};
+use crate::publish::registry::referrer::Found;
 use crate::publish::registry::{self, Access, Registry};
 use crate::units::human;
 use crate::workspace::Workspace;
@@ -103,6 +104,16 @@ impl flags::Push {
         }
         for m in &report.manifests {
             println!("manifest {m}");
+        }
+        for r in &report.referrers {
+            let how = match &r.found {
+                Found::ReferrersApi => "the referrers API".to_owned(),
+                Found::TagSchema(index) => index.clone(),
+            };
+            println!(
+                "sbom     {} -> subject {} (listed by {how})",
+                r.referrer, r.subject
+            );
         }
         for (tag, digest) in &report.tags {
             println!("tagged   {tag} -> {digest}");

@@ -8,6 +8,7 @@ pub mod fresh;
 pub mod hybrid_archive;
 pub mod oci_layout;
 pub mod registry;
+pub mod spdx;
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ use crate::arch::Arch;
 use crate::epoch::Epoch;
 use crate::image::index::MultiArch;
 use crate::image::Image;
+use crate::sbom::Sbom;
 
 /// The repository name of every local output (`fluxion-ha-amd64.tar`, `fluxion-ha:amd64`).
 pub const REPO: &str = "fluxion-ha";
@@ -37,6 +39,9 @@ pub struct Assembled {
     pub epoch: Epoch,
     /// The add-on version (addon/config.yaml): the tag layouts and archives name.
     pub version: String,
+    /// One SBOM per image, in the same order, when a publisher asked for them
+    /// (`Publisher::needs_sbom`); else empty.
+    pub sboms: Vec<Sbom>,
 }
 
 impl Assembled {
@@ -45,6 +50,14 @@ impl Assembled {
         self.multi.as_ref().ok_or_else(|| {
             anyhow::anyhow!("{who} needs the multi-arch index, which was not assembled")
         })
+    }
+
+    /// The SBOM of `arch`'s image, or an error naming the publisher that needs it.
+    pub fn sbom(&self, arch: Arch, who: &str) -> anyhow::Result<&Sbom> {
+        self.sboms
+            .iter()
+            .find(|s| s.arch == arch)
+            .ok_or_else(|| anyhow::anyhow!("{who} needs the SBOM of {arch}, which was not made"))
     }
 }
 
@@ -57,6 +70,7 @@ pub enum Format {
     HybridArchive,
     Daemon,
     Registry,
+    Spdx,
 }
 
 /// What a file output is: its own sha256 and size.
@@ -87,6 +101,11 @@ pub trait Publisher {
 
     /// Whether it publishes the multi-arch index (the pipeline assembles it only then).
     fn needs_index(&self) -> bool {
+        false
+    }
+
+    /// Whether it publishes the images' SBOMs (the pipeline makes them only then).
+    fn needs_sbom(&self) -> bool {
         false
     }
 

@@ -5,6 +5,12 @@
 //! `~/.cache/fluxion-xtask`; the unpacked-package cache (runtime/unpacked.rs) lives beside it
 //! in `unpacked/`. Downloads run concurrently (a few threads: the work is waiting on
 //! the network, not CPU) with an indicatif progress bar.
+//!
+//! Locks that keep building (issue 14): each file names its mirrors in order (the suite's
+//! mirror, then its `fallback_mirrors`). When one answers 404, or bytes that are not the
+//! locked ones, the next is asked, with the same size and sha256 check; when none has it the
+//! error names the file, every URL tried with what it answered, and the fix. The fallback is
+//! decided here, above `Net`'s plain GET, so it does not depend on the HTTP client.
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -24,11 +30,12 @@ pub struct Cache {
     dir: PathBuf,
 }
 
-/// Something the cache should hold: a display name for messages, where to get it (relative
-/// to the mirror), and what it must be.
+/// Something the cache should hold: a display name for messages, where to get it (the base
+/// URLs to try in order, and the path below each), and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     pub what: String,
+    pub mirrors: Vec<String>,
     pub url_path: String,
     pub size: u64,
     pub sha256: String,
@@ -69,11 +76,22 @@ impl Cache {
 
     /// The directories this cache writes files into (for the temp-file sweeps).
     pub fn dirs(&self) -> Vec<PathBuf> {
-        vec![self.dir.clone(), self.unpacked_dir()]
+        vec![self.dir.clone(), self.unpacked_dir(), self.verified_dir()]
     }
 
     pub fn path(&self, sha256: &str) -> PathBuf {
         self.dir.join(sha256)
+    }
+
+    /// The marker of a check that passed (`verify.rs`), beside the content-addressed files:
+    /// `<cache>/verified/<key>`.
+    pub fn marker_path(&self, key: &str) -> PathBuf {
+        self.verified_dir().join(key)
+    }
+
+    /// Where the markers of passed checks are.
+    pub fn verified_dir(&self) -> PathBuf {
+        self.root.join("verified")
     }
 
     /// The verified bytes of `w`, or None when it is not cached. A cached file with the wrong
@@ -117,15 +135,9 @@ impl Cache {
     }
 
     /// Make sure every wanted file is cached and intact, downloading what is missing unless
-    /// `mode` is offline or the mirror is unreachable; then every missing file is listed in
+    /// `mode` is offline or a mirror is unreachable; then every missing file is listed in
     /// one error.
-    pub fn ensure(
-        &self,
-        net: &Net,
-        mirror: &str,
-        wanted: &[Wanted],
-        mode: Mode,
-    ) -> anyhow::Result<()> {
+    pub fn ensure(&self, net: &Net, wanted: &[Wanted], mode: Mode) -> anyhow::Result<()> {
         let mut missing = Vec::new();
         for w in wanted {
             if self.get(w)?.is_none() {
@@ -137,9 +149,19 @@ impl Cache {
         }
         let why = match mode {
             Mode::Offline => Some("--offline was given".to_owned()),
-            Mode::Online => reachable(mirror)
-                .err()
-                .map(|e| format!("the mirror is unreachable ({e:#})")),
+            // Only the first mirror of each file is probed: when it is down, so is the network
+            // more often than not, and the build should behave as offline, not wait on timeouts.
+            Mode::Online => {
+                let firsts: std::collections::BTreeSet<&str> = missing
+                    .iter()
+                    .filter_map(|w| w.mirrors.first().map(String::as_str))
+                    .collect();
+                firsts.iter().find_map(|m| {
+                    reachable(m)
+                        .err()
+                        .map(|e| format!("the mirror {m} is unreachable ({e:#})"))
+                })
+            }
         };
         if let Some(why) = why {
             let list: Vec<String> = missing.iter().map(|w| format!("  - {}", w.what)).collect();
@@ -151,10 +173,10 @@ impl Cache {
                 list.join("\n")
             );
         }
-        self.download(net, mirror, &missing)
+        self.download(net, &missing)
     }
 
-    fn download(&self, net: &Net, mirror: &str, items: &[&Wanted]) -> anyhow::Result<()> {
+    fn download(&self, net: &Net, items: &[&Wanted]) -> anyhow::Result<()> {
         let total: u64 = items.iter().map(|w| w.size).sum();
         let bar = indicatif::ProgressBar::new(total).with_style(
             indicatif::ProgressStyle::with_template(
@@ -178,25 +200,8 @@ impl Cache {
                     let Some(w) = next.lock().expect("queue lock").next() else {
                         break;
                     };
-                    let url = format!("{}/{}", mirror.trim_end_matches('/'), w.url_path);
-                    if let Err(e) = self.download_one(net, &url, w, &bar) {
-                        let gone = e.chain().any(|c| {
-                            matches!(
-                                c.downcast_ref::<ureq::Error>(),
-                                Some(ureq::Error::StatusCode(404))
-                            )
-                        });
-                        let hint = if gone {
-                            " (the mirror no longer has this version: Debian drops superseded \
-                             packages at point releases; run `cargo xtask lock` and commit the new \
-                             addon/runtime.lock)"
-                        } else {
-                            ""
-                        };
-                        errors
-                            .lock()
-                            .expect("error lock")
-                            .push(format!("{e:#}{hint}"));
+                    if let Err(e) = self.fetch_one(net, w, &bar) {
+                        errors.lock().expect("error lock").push(format!("{e:#}"));
                     }
                 });
             }
@@ -213,6 +218,46 @@ impl Cache {
         Ok(())
     }
 
+    /// Fetch `w` from the first of its mirrors that has it (see the module doc).
+    fn fetch_one(&self, net: &Net, w: &Wanted, bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
+        let mut tried = Vec::new();
+        for mirror in &w.mirrors {
+            let url = format!("{}/{}", mirror.trim_end_matches('/'), w.url_path);
+            match self.download_one(net, &url, w, bar) {
+                Ok(()) => {
+                    if !tried.is_empty() {
+                        tracing::info!(what = %w.what, %url, "fetched from a fallback mirror");
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(what = %w.what, %url, "not fetched: {e:#}");
+                    tried.push((url, e));
+                }
+            }
+        }
+        let gone = tried.iter().any(|(_, e)| {
+            net::is_not_found(e) || e.chain().any(|c| c.downcast_ref::<Mismatch>().is_some())
+        });
+        let list: Vec<String> = tried
+            .iter()
+            .map(|(url, e)| format!("      {url}: {e:#}"))
+            .collect();
+        let fix = if gone {
+            "no mirror has the locked file any more (Debian drops superseded versions): run \
+             `cargo xtask lock` and commit the new addon/runtime.lock, or add a mirror that \
+             keeps old versions (snapshot.debian.org) to `fallback_mirrors` in addon/runtime.toml"
+        } else {
+            "check the network and the mirrors in addon/runtime.toml"
+        };
+        bail!(
+            "{}: tried {} URL(s):\n{}\n    {fix}",
+            w.what,
+            tried.len(),
+            list.join("\n")
+        )
+    }
+
     /// Stream one file to a temp file beside its final place, hashing as it goes; it is
     /// renamed into the cache only when size and sha256 match, and removed otherwise.
     fn download_one(
@@ -224,26 +269,49 @@ impl Cache {
     ) -> anyhow::Result<()> {
         let dest = self.path(&w.sha256);
         let mut out = HashWriter::new(AtomicFile::create(&dest)?);
-        net.get_to(url, &mut out, w.size, |n| bar.inc(n))
-            .with_context(|| format!("downloading {}", w.what))?;
+        let mut counted = 0;
+        let got = net.get_to(url, &mut out, w.size, |n| {
+            counted += n;
+            bar.inc(n)
+        });
         let (file, digest, size) = out.finish();
         let actual = digest.trim_start_matches("sha256:");
-        if size != w.size || actual != w.sha256 {
+        let bad = match got {
+            Err(e) => Some(e),
+            Ok(_) if size != w.size || actual != w.sha256 => Some(
+                Mismatch(format!(
+                    "expected {} bytes with sha256 {}, got {size} bytes with sha256 {actual}; \
+                     discarded",
+                    w.size, w.sha256
+                ))
+                .into(),
+            ),
+            Ok(_) => None,
+        };
+        if let Some(e) = bad {
             drop(file); // removes the temp file
-            bail!(
-                "{} from {url}: expected {} bytes with sha256 {}, got {size} bytes with sha256 \
-                 {actual}; the file was discarded (a broken mirror or proxy?)",
-                w.what,
-                w.size,
-                w.sha256
-            );
+            bar.dec(counted); // the next mirror counts its own bytes
+            return Err(e);
         }
         file.commit()
             .with_context(|| format!("storing the download of {}", w.what))?;
-        tracing::debug!(what = %w.what, "cached");
+        tracing::debug!(what = %w.what, %url, "cached");
         Ok(())
     }
 }
+
+/// A mirror served bytes that are not the locked file (a newer file under the same name, a
+/// broken mirror or proxy).
+#[derive(Debug)]
+struct Mismatch(String);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
 
 /// The mirror is reachable, or why not. Behind an HTTP proxy the probe is skipped: only the
 /// proxy knows.
@@ -286,6 +354,7 @@ mod tests {
     fn wanted(bytes: &[u8]) -> Wanted {
         Wanted {
             what: "demo 1.0 (arm64)".into(),
+            mirrors: vec!["http://127.0.0.1:9".into()],
             url_path: "pool/main/d/demo.deb".into(),
             size: bytes.len() as u64,
             sha256: format!("{:x}", Sha256::digest(bytes)),
@@ -304,12 +373,7 @@ mod tests {
         assert!(cache.get(&w).unwrap().is_none());
         assert!(!cache.path(&w.sha256).exists());
         let err = cache
-            .ensure(
-                &Net::new(),
-                "http://127.0.0.1:9",
-                std::slice::from_ref(&w),
-                Mode::Offline,
-            )
+            .ensure(&Net::new(), std::slice::from_ref(&w), Mode::Offline)
             .unwrap_err()
             .to_string();
         assert!(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
+use super::limits::{Budget, Capped, Exceeded};
 use crate::image::layer::{Data, Node};
 
 /// A path pattern from runtime.toml: components relative to `/`, `*` matching exactly one
@@ -81,18 +82,37 @@ impl Prune {
 pub struct Entry {
     pub path: String,
     pub node: Node,
+    /// The setuid/setgid bits the package had on this entry, cleared in `node` (0: none).
+    pub cleared: u32,
 }
 
-/// The data entries of the `.deb` `bytes` of package `pkg`, pruned. Refuses (naming the
-/// package and path) absolute paths, `..`, device nodes and other special files.
-pub fn read(pkg: &str, bytes: &[u8], prune: &Prune) -> anyhow::Result<Vec<Entry>> {
-    let data = data_tar(pkg, bytes)?;
-    entries(pkg, &data, prune)
+/// setuid and setgid: nothing in the closure needs them (no su, no mount), and a layer that
+/// keeps them hands root to whoever can run the file (issue 14). The sticky bit stays (/tmp).
+const SUID_SGID: u32 = 0o6000;
+
+/// What a package's data holds: its entries, and how many bytes its data.tar unpacked to
+/// (what it charged to the limits; the unpacked-package cache records it so a cached package
+/// is charged the same).
+#[derive(Debug, Clone)]
+pub struct Contents {
+    pub entries: Vec<Entry>,
+    pub unpacked: u64,
+}
+
+/// The data entries of the `.deb` `bytes` of package `pkg`, pruned, setuid/setgid cleared.
+/// Refuses (naming the package and path) absolute paths, `..`, device nodes and other special
+/// files, and sizes past the `budget` or past what the archive holds.
+pub fn read(pkg: &str, bytes: &[u8], prune: &Prune, budget: &Budget) -> anyhow::Result<Contents> {
+    let data = data_tar(pkg, bytes, budget)?;
+    Ok(Contents {
+        entries: entries(pkg, &data, prune)?,
+        unpacked: data.len() as u64,
+    })
 }
 
 /// The entries of a plain (uncompressed) data tar of package `pkg`, pruned, with every check
-/// `read` makes. The unpacked-package cache (runtime/unpacked.rs) reads its tars through this
-/// too, so a cached package passes the same checks as a fresh one.
+/// `read` makes (setuid/setgid cleared too). The unpacked-package cache (runtime/unpacked.rs)
+/// reads its tars through this, so a cached package passes the same checks as a fresh one.
 pub fn entries(pkg: &str, data: &[u8], prune: &Prune) -> anyhow::Result<Vec<Entry>> {
     let mut tar = tar::Archive::new(data);
     let mut out = Vec::new();
@@ -111,13 +131,33 @@ pub fn entries(pkg: &str, data: &[u8], prune: &Prune) -> anyhow::Result<Vec<Entr
             .mode()
             .with_context(|| format!("{pkg}: {raw}: bad mode"))?
             & 0o7777;
+        let cleared = mode & SUID_SGID;
+        let mode = mode & !SUID_SGID;
         let kind = h.entry_type();
         let node = match kind {
             tar::EntryType::Directory => Node::Dir { mode },
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut buf = Vec::with_capacity(e.size() as usize);
+                // The header's size is a claim: the bytes must be in the (already bounded)
+                // data.tar before anything is reserved for them.
+                let size = e.size();
+                if size > data.len() as u64 {
+                    bail!(
+                        "{pkg}: {raw} declares {size} bytes but the whole data.tar holds {}; \
+                         refusing a corrupt or hostile package",
+                        data.len()
+                    );
+                }
+                // Grown as the bytes arrive, never reserved from the header's claim.
+                let mut buf = Vec::new();
                 e.read_to_end(&mut buf)
                     .with_context(|| format!("{pkg}: reading {raw}"))?;
+                if buf.len() as u64 != size {
+                    bail!(
+                        "{pkg}: {raw} declares {size} bytes but data.tar ends after {}; \
+                         refusing a truncated package",
+                        buf.len()
+                    );
+                }
                 Node::File {
                     mode,
                     data: Data::Bytes(Arc::from(buf)),
@@ -147,7 +187,15 @@ pub fn entries(pkg: &str, data: &[u8], prune: &Prune) -> anyhow::Result<Vec<Entr
         if prune.drops(&path) {
             continue;
         }
-        out.push(Entry { path, node });
+        out.push(Entry {
+            path,
+            node,
+            cleared: if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                0 // a link's own mode means nothing
+            } else {
+                cleared
+            },
+        });
     }
     // A hard link whose target was pruned would point at nothing.
     let kept: std::collections::BTreeSet<&str> = out.iter().map(|e| e.path.as_str()).collect();
@@ -192,8 +240,9 @@ fn safe_path(pkg: &str, raw: &str) -> anyhow::Result<Option<String>> {
     Ok((!comps.is_empty()).then(|| comps.join("/")))
 }
 
-/// The decompressed `data.tar` member of a `.deb`.
-fn data_tar(pkg: &str, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// The decompressed `data.tar` member of a `.deb`, within `budget`.
+fn data_tar(pkg: &str, bytes: &[u8], budget: &Budget) -> anyhow::Result<Vec<u8>> {
+    check_ar_sizes(pkg, bytes)?;
     let mut ar = ar::Archive::new(bytes);
     let mut first = true;
     while let Some(m) = ar.next_entry() {
@@ -202,7 +251,9 @@ fn data_tar(pkg: &str, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
         if first {
             // deb(5): the first member is `debian-binary`, "2.0\n".
             let mut v = String::new();
-            m.read_to_string(&mut v)
+            (&mut m)
+                .take(16)
+                .read_to_string(&mut v)
                 .with_context(|| format!("{pkg}: reading debian-binary"))?;
             if name != "debian-binary" || !v.starts_with("2.") {
                 bail!("{pkg}: not a Debian binary package (first member {name:?}, version {v:?})");
@@ -213,35 +264,78 @@ fn data_tar(pkg: &str, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
         let Some(comp) = name.strip_prefix("data.tar") else {
             continue;
         };
-        let mut raw = Vec::with_capacity(m.header().size() as usize);
+        // Read as it comes: its size was checked against the .deb's length above.
+        let mut raw = Vec::new();
         m.read_to_end(&mut raw)
             .with_context(|| format!("{pkg}: reading {name}"))?;
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        match comp {
-            "" => out = raw,
+        let mut out = Vec::new();
+        let decoded = match comp {
+            "" => Capped::new(&raw[..], budget)
+                .read_to_end(&mut out)
+                .map(drop),
             // liblzma (xz-utils' own decoder, built static by liblzma-sys): 2.3x faster than
-            // lzma-rs here, and it runs only when a package is not in the unpacked cache.
-            ".xz" => {
-                liblzma::read::XzDecoder::new_multi_decoder(&raw[..])
-                    .read_to_end(&mut out)
-                    .with_context(|| format!("{pkg}: decompressing {name}"))?;
-            }
-            ".zst" => {
-                ruzstd::decoding::StreamingDecoder::new(&raw[..])
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .and_then(|mut d| d.read_to_end(&mut out).map_err(Into::into))
-                    .with_context(|| format!("{pkg}: decompressing {name}"))?;
-            }
-            ".gz" => {
-                flate2::read::GzDecoder::new(&raw[..])
-                    .read_to_end(&mut out)
-                    .with_context(|| format!("{pkg}: decompressing {name}"))?;
-            }
+            // lzma-rs here, and it runs only when a package is not in the unpacked cache. The
+            // cap wraps the decoder's output, so a bomb stops at the limit whatever it claims.
+            ".xz" => Capped::new(
+                liblzma::read::XzDecoder::new_multi_decoder(&raw[..]),
+                budget,
+            )
+            .read_to_end(&mut out)
+            .map(drop),
+            ".zst" => ruzstd::decoding::StreamingDecoder::new(&raw[..])
+                .map_err(std::io::Error::other)
+                .and_then(|d| Capped::new(d, budget).read_to_end(&mut out))
+                .map(drop),
+            ".gz" => Capped::new(flate2::read::GzDecoder::new(&raw[..]), budget)
+                .read_to_end(&mut out)
+                .map(drop),
             other => bail!("{pkg}: unsupported data member compression data.tar{other}"),
+        };
+        if let Err(e) = decoded {
+            if let Some(limit) = e.get_ref().and_then(|i| i.downcast_ref::<Exceeded>()) {
+                bail!("{pkg}: {name} {limit}");
+            }
+            return Err(e).with_context(|| format!("{pkg}: decompressing {name}"));
         }
         return Ok(out);
     }
     bail!("{pkg}: the .deb has no data.tar member")
+}
+
+/// Walk the ar headers (deb(5): `!<arch>\n`, then 60-byte headers in the common format) and
+/// refuse any member whose declared size passes the end of the file, and the GNU/BSD name
+/// extensions (`/`, `//`, `#1/`) a .deb never uses: the `ar` crate allocates what those
+/// headers declare before reading, so a hostile header must not reach it.
+fn check_ar_sizes(pkg: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let Some(mut rest) = bytes.strip_prefix(b"!<arch>\n") else {
+        bail!("{pkg}: not a valid .deb (no ar magic)");
+    };
+    while !rest.is_empty() {
+        let Some((h, body)) = rest.split_first_chunk::<60>() else {
+            bail!("{pkg}: not a valid .deb (a truncated ar member header)");
+        };
+        let name = String::from_utf8_lossy(&h[..16]).trim_end().to_owned();
+        if name.starts_with('/') || name.starts_with("#1/") || &h[58..] != b"`\n" {
+            bail!("{pkg}: not a valid .deb (ar member {name:?} uses an extension deb(5) does not allow)");
+        }
+        let size: u64 = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim_end().parse().ok())
+            .with_context(|| {
+                format!("{pkg}: not a valid .deb (ar member {name:?} has a bad size)")
+            })?;
+        if size > body.len() as u64 {
+            bail!(
+                "{pkg}: ar member {name:?} declares {size} bytes but only {} remain in the .deb; \
+                 refusing a corrupt or hostile package",
+                body.len()
+            );
+        }
+        // Members are padded to an even offset; the last one's padding may be missing.
+        let next = (size + size % 2).min(body.len() as u64) as usize;
+        rest = &body[next..];
+    }
+    Ok(())
 }
 
 #[cfg(test)]

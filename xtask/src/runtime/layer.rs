@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use super::deb::{self, Prune};
+use super::limits::{Budget, Limits};
 use super::lock::Locked;
 use crate::image::json;
 use crate::image::layer::{Node, Tree};
@@ -20,25 +21,35 @@ pub struct Package<'a> {
 
 /// Merge the packages, in the order given (the lock's), into one tree. A path provided twice
 /// with different content is an error naming both packages; a directory may be provided by
-/// several packages when they agree on its mode.
-pub fn merge(packages: &[Package<'_>], prune: &Prune) -> anyhow::Result<Tree> {
+/// several packages when they agree on its mode. Unpacking stays within `limits` (per package
+/// and for all of them together).
+pub fn merge(packages: &[Package<'_>], prune: &Prune, limits: &Limits) -> anyhow::Result<Tree> {
+    let budget = Budget::new(*limits);
     // Decompressing data.tar.xz dominates; packages are independent, so read them on all
     // cores, then merge in lock order (the order, not the threads, decides the result).
-    let read = parallel::map(packages, |p| deb::read(&p.locked.name, &p.bytes, prune))?;
+    let read = parallel::map(packages, |p| {
+        deb::read(&p.locked.name, &p.bytes, prune, &budget)
+    })?;
     let named: Vec<(&str, Vec<deb::Entry>)> = packages
         .iter()
         .map(|p| p.locked.name.as_str())
-        .zip(read)
+        .zip(read.into_iter().map(|c| c.entries))
         .collect();
     merge_entries(named)
 }
 
-/// Merge each package's entries (already read and pruned), in the order given.
+/// Merge each package's entries (already read, pruned and bounded), in the order given.
 pub fn merge_entries(packages: Vec<(&str, Vec<deb::Entry>)>) -> anyhow::Result<Tree> {
     let mut tree = Tree::new();
     let mut owner: BTreeMap<String, &str> = BTreeMap::new();
+    let mut cleared = 0;
     for (name, entries) in packages {
         for e in entries {
+            if e.cleared != 0 {
+                // Listed in lock order (`--verbose`), whatever order the threads finished in.
+                tracing::debug!(package = name, path = %format!("/{}", e.path), bits = %format!("{:04o}", e.cleared), "cleared setuid/setgid");
+                cleared += 1;
+            }
             if let Some(prev) = owner.get(e.path.as_str()) {
                 let old = tree.get(&e.path).expect("owned paths are in the tree");
                 if !same(old, &e.node) {
@@ -60,6 +71,12 @@ pub fn merge_entries(packages: Vec<(&str, Vec<deb::Entry>)>) -> anyhow::Result<T
         }
     }
     check_links(&tree, &owner)?;
+    if cleared > 0 {
+        tracing::info!(
+            paths = cleared,
+            "cleared setuid/setgid bits (`--verbose` lists them)"
+        );
+    }
     Ok(tree)
 }
 
@@ -158,14 +175,24 @@ fn resolve<'a>(tree: &'a Tree, comps: &[&str], hops: usize) -> Option<&'a Node> 
 /// JSON (`cache::Source::Declared`), so a hit needs no `.deb`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inputs<'a> {
+    /// `FORMAT`.
+    pub format: u32,
     pub arch: &'a str,
     pub packages: Vec<&'a Locked>,
     pub prune: &'a [String],
     pub keep: &'a [String],
+    /// The unpacking limits: they decide whether the layer may be built at all, so a layer
+    /// cached under higher limits is not reused under lower ones (its packages are then
+    /// charged again, from the unpacked-package cache's recorded sizes).
+    pub limits: &'a Limits,
 }
 
 /// The `kind` of the runtime layer's declared inputs in the layer cache key.
 pub const KIND: &str = "debian runtime layer";
+
+/// How the layer is made from its packages, in the key: bump when that changes the bytes.
+/// 2: setuid/setgid bits are cleared (issue 14).
+pub const FORMAT: u32 = 2;
 
 impl Inputs<'_> {
     pub fn canonical(&self) -> Vec<u8> {

@@ -5,12 +5,15 @@ pub mod cache;
 pub mod deb;
 pub mod deb822;
 pub mod layer;
+pub mod limits;
 pub mod lock;
+pub mod locking;
 pub mod net;
 pub mod release;
 pub mod resolve;
 pub mod trust;
 pub mod unpacked;
+pub mod verify;
 pub mod version;
 
 use std::collections::BTreeMap;
@@ -21,12 +24,12 @@ use anyhow::{bail, Context};
 use self::cache::{Cache, Mode, Wanted};
 use self::deb::Prune;
 use self::layer::Inputs;
-use self::lock::{Declaration, IndexRef, Lock, Locked, Source, LOCK_VERSION};
+use self::limits::Budget;
+use self::lock::{Declaration, Lock, Locked};
 use self::net::Net;
-use self::release::Release;
-use self::resolve::Index;
 use self::trust::Keyring;
 use self::unpacked::Unpacked;
+use self::verify::Uncached;
 use crate::arch::Arch;
 use crate::epoch::Epoch;
 use crate::image::cache::{self as layer_cache, LayerCache, LayerWriter, Pending};
@@ -45,6 +48,11 @@ pub fn lock_path(root: &Path) -> PathBuf {
     root.join("addon").join("runtime.lock")
 }
 
+/// The InRelease files the lock was resolved from (`<suite>.InRelease`), committed with it.
+pub fn lock_dir(root: &Path) -> PathBuf {
+    root.join("addon").join("runtime.lock.d")
+}
+
 /// The Debian archive keys we trust, shipped verbatim from debian-archive-keyring.
 pub fn keys_dir(root: &Path) -> PathBuf {
     root.join("xtask").join("keys")
@@ -59,11 +67,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Load both files and check the lock covers the declaration (no network).
+    /// Load both files, check the lock covers the declaration and agrees with the signed
+    /// releases beside it (no network; `verify.rs` steps 1 and 2).
     pub fn load(root: &Path) -> anyhow::Result<Runtime> {
         let decl = Declaration::load(&declaration_path(root))?;
         let lock = Lock::load(&lock_path(root))?;
         lock.check_covers(&decl)?;
+        let keyring = Keyring::load_dir(&keys_dir(root))?;
+        verify::verify_releases(&lock, &lock_dir(root), &keyring)?;
         let prune = Prune::new(&decl.prune, &decl.keep)?;
         Ok(Runtime { decl, lock, prune })
     }
@@ -72,24 +83,75 @@ impl Runtime {
         self.decl.arches()
     }
 
-    pub fn wanted(&self, arch: Arch) -> Vec<Wanted> {
-        self.lock.for_arch(arch).into_iter().map(wanted).collect()
+    /// Where the files of `suite` are: its mirror, then its fallback mirrors (`{date}` = the
+    /// lock's date).
+    pub fn mirrors(&self, suite: &str) -> anyhow::Result<Vec<String>> {
+        let (Some(d), Some(l)) = (self.decl.suite(suite), self.lock.suite(suite)) else {
+            bail!("suite {suite} is not in both addon/runtime.toml and addon/runtime.lock; run `cargo xtask lock`");
+        };
+        let mut m = vec![l.mirror.trim_end_matches('/').to_owned()];
+        m.extend(d.fallbacks(&self.lock.source.date)?);
+        Ok(m)
+    }
+
+    pub fn wanted(&self, arch: Arch) -> anyhow::Result<Vec<Wanted>> {
+        self.lock
+            .for_arch(arch)
+            .into_iter()
+            .map(|p| self.want(p))
+            .collect()
+    }
+
+    pub fn want(&self, p: &Locked) -> anyhow::Result<Wanted> {
+        Ok(Wanted {
+            what: format!("{} {} ({}, {})", p.name, p.version, p.arch, p.suite),
+            mirrors: self.mirrors(&p.suite)?,
+            url_path: p.filename.clone(),
+            size: p.size,
+            sha256: p.sha256.clone(),
+        })
+    }
+
+    /// The signed indexes that vouch for the packages of `arches` (`verify.rs` step 3).
+    pub fn index_checks(&self, arches: &[Arch]) -> anyhow::Result<Vec<verify::IndexCheck<'_>>> {
+        verify::index_checks(&self.lock, arches, |s| self.mirrors(s))
+    }
+
+    /// Fetch (unless offline) the indexes of `arches` and check every locked package of them
+    /// is in its suite's index exactly as locked; nothing is downloaded from the pool before.
+    pub fn verify_packages(
+        &self,
+        cache: &Cache,
+        arches: &[Arch],
+        mode: Mode,
+    ) -> anyhow::Result<()> {
+        let mut checks = self.index_checks(arches)?;
+        checks.retain(|c| !verify::passed(c, cache));
+        let wanted: Vec<Wanted> = checks.iter().map(|c| c.wanted.clone()).collect();
+        cache.ensure(&Net::new(), &wanted, mode)?;
+        verify::verify_packages(&checks, cache, Uncached::Fail).map(drop)
     }
 }
 
-pub fn wanted(p: &Locked) -> Wanted {
-    Wanted {
-        what: format!("{} {} ({})", p.name, p.version, p.arch),
-        url_path: p.filename.clone(),
-        size: p.size,
-        sha256: p.sha256.clone(),
-    }
+/// `cargo xtask lock --check` (no network): the lock covers the declaration and agrees with
+/// the signed releases, and every package with its index in the cache agrees with it. Returns
+/// the indexes not cached (their packages are checked by `fetch` and `image`).
+pub fn check_lock(root: &Path, cache: &Cache) -> anyhow::Result<(Runtime, Vec<String>)> {
+    let rt = Runtime::load(root)?;
+    let checks = rt.index_checks(&rt.arches())?;
+    let skipped = verify::verify_packages(&checks, cache, Uncached::Skip)?;
+    Ok((rt, skipped))
 }
 
-/// Download every `.deb` the lock lists for `arches` into the cache (`cargo xtask fetch`).
+/// Download every `.deb` the lock lists for `arches` into the cache (`cargo xtask fetch`),
+/// after checking the lock against the signed indexes (fetched too).
 pub fn fetch(rt: &Runtime, cache: &Cache, arches: &[Arch], mode: Mode) -> anyhow::Result<usize> {
-    let wanted: Vec<Wanted> = arches.iter().flat_map(|&a| rt.wanted(a)).collect();
-    cache.ensure(&Net::new(), rt.decl.mirror(), &wanted, mode)?;
+    rt.verify_packages(cache, arches, mode)?;
+    let mut wanted = Vec::new();
+    for &a in arches {
+        wanted.extend(rt.wanted(a)?);
+    }
+    cache.ensure(&Net::new(), &wanted, mode)?;
     Ok(wanted.len())
 }
 
@@ -179,11 +241,13 @@ impl Plan {
 }
 
 /// For each arch, the runtime layer from the layer cache when its inputs (the locked packages,
-/// the prune rules, the epoch, the compressor: `layer::Inputs` and the cache key) are
-/// unchanged, so no `.deb` is read; else its tree, merged from the unpacked-package cache
+/// the prune rules, the limits, the epoch, the compressor: `layer::Inputs` and the cache key)
+/// are unchanged, so no `.deb` is read; else its tree, merged from the unpacked-package cache
 /// (runtime/unpacked.rs) or, for packages not in it, from verified cached `.deb`s, downloading
-/// missing ones first unless offline. Every `.deb` a layer needs is present and verified
-/// before anything is unpacked, so a bad lock fails with nothing written.
+/// missing ones first unless offline. The locked packages are checked against the signed
+/// indexes before anything is fetched or taken from the unpacked cache, and every `.deb` a
+/// layer needs is present and verified before anything is unpacked, so a bad lock fails with
+/// nothing written.
 pub fn prepare(
     writer: &LayerWriter,
     rt: &Runtime,
@@ -209,10 +273,12 @@ pub fn prepare(
         }
         let locked = rt.lock.for_arch(arch);
         let inputs = Inputs {
+            format: layer::FORMAT,
             arch: arch.debian_arch(),
             packages: locked.clone(),
             prune: &rt.decl.prune,
             keep: &rt.decl.keep,
+            limits: &rt.decl.limits,
         }
         .canonical();
         let source = layer_cache::Source::Declared {
@@ -239,9 +305,15 @@ pub fn prepare(
     if todo.is_empty() {
         return Ok(plan);
     }
+    // The lock against the signed indexes first (issue 14): a hostile entry is refused before
+    // its .deb is fetched or unpacked, or its unpacked entries are taken from the cache.
+    let building: Vec<Arch> = todo.iter().map(|(a, _, _)| *a).collect();
+    rt.verify_packages(cache, &building, mode)?;
 
     // Every package of every arch still to build, biggest .deb first (the longest unpack).
     let unpacked = cache.unpacked()?;
+    let limits = &rt.decl.limits;
+    let unpacked_key = |p: &Locked| Unpacked::key(&p.sha256, &rt.prune, limits);
     let mut jobs: Vec<(usize, usize, &Locked)> = todo
         .iter()
         .enumerate()
@@ -250,34 +322,34 @@ pub fn prepare(
     jobs.sort_by_key(|(_, _, p)| std::cmp::Reverse(p.size));
     let t = std::time::Instant::now();
     let from_cache = parallel::map(&jobs, |(_, _, p)| {
-        Ok(unpacked.get(&Unpacked::key(&p.sha256, &rt.prune), &p.name))
+        Ok(unpacked.get(&unpacked_key(p), &p.name))
     })?;
-    let missing: Vec<Wanted> = jobs
+    let missing = jobs
         .iter()
         .zip(&from_cache)
         .filter(|(_, got)| got.is_none())
-        .map(|((_, _, p), _)| wanted(p))
-        .collect();
+        .map(|((_, _, p), _)| rt.want(p))
+        .collect::<anyhow::Result<Vec<Wanted>>>()?;
     if !missing.is_empty() {
-        cache.ensure(&Net::new(), rt.decl.mirror(), &missing, mode)?;
+        cache.ensure(&Net::new(), &missing, mode)?;
     }
+    // Each layer's unpacking limit is shared by its packages, cached or not (limits.rs).
+    let budgets: Vec<Budget> = todo.iter().map(|_| Budget::new(*limits)).collect();
     let read = parallel::map(
         &jobs.iter().zip(from_cache).collect::<Vec<_>>(),
-        |((_, _, p), got)| {
-            if let Some(entries) = got {
-                return Ok(entries.clone());
+        |((a, _, p), got)| {
+            if let Some(c) = got {
+                budgets[*a]
+                    .charge_cached(c.unpacked)
+                    .map_err(|limit| anyhow::anyhow!("{}: data.tar {limit}", p.name))?;
+                return Ok(c.entries.clone());
             }
             // Verified again on the bytes actually used (the cache file could change between the
             // check and now).
-            let bytes = cache.load(&wanted(p))?;
-            let entries = deb::read(&p.name, &bytes, &rt.prune)?;
-            unpacked.put(
-                &Unpacked::key(&p.sha256, &rt.prune),
-                &p.name,
-                &p.sha256,
-                &entries,
-            )?;
-            Ok(entries)
+            let bytes = cache.load(&rt.want(p)?)?;
+            let c = deb::read(&p.name, &bytes, &rt.prune, &budgets[*a])?;
+            unpacked.put(&unpacked_key(p), &p.name, &p.sha256, &c)?;
+            Ok(c.entries)
         },
     )?;
     tracing::debug!(took = ?t.elapsed(), unpacked = missing.len(), packages = jobs.len(), "read the packages");
@@ -305,143 +377,18 @@ pub fn prepare(
     Ok(plan)
 }
 
-/// The mtime of the runtime layer's entries: the locked release's date, clamped to the build
-/// epoch (SOURCE_DATE_EPOCH semantics: never later than it). With the commit time as epoch,
-/// every commit would otherwise give the runtime layer a new digest, and every add-on update
-/// would make users download bash and libc again; this way the runtime layer changes only
-/// when the lock does, and is still a pure function of the inputs.
+/// The mtime of the runtime layer's entries: the base suite's release date (`bookworm`'s,
+/// which moves only at point releases), clamped to the build epoch (SOURCE_DATE_EPOCH
+/// semantics: never later than it). With the commit time as epoch, every commit would
+/// otherwise give the runtime layer a new digest, and every add-on update would make users
+/// download bash and libc again; and with the newest suite's date, every re-lock would, as
+/// the security and updates suites are re-signed daily. This way the runtime layer changes
+/// only when its packages or the base release do, and is still a pure function of the inputs.
 pub fn layer_epoch(lock: &Lock, build: Epoch) -> Epoch {
-    match lock::release_date_unix(&lock.source.date) {
+    match lock::release_date_unix(&lock.base_suite().date) {
         Ok(t) => Epoch(t.min(build.0)),
         Err(_) => build,
     }
-}
-
-/// Where a suite's files are on the mirror.
-fn dists_url(decl: &Declaration, rest: &str) -> String {
-    format!("{}/dists/{}/{rest}", decl.mirror(), decl.suite)
-}
-
-/// Fetch and verify InRelease; returns (raw InRelease bytes, parsed Release).
-pub fn fetch_release(
-    net: &Net,
-    decl: &Declaration,
-    keyring: &Keyring,
-) -> anyhow::Result<(Vec<u8>, Release)> {
-    let url = dists_url(decl, "InRelease");
-    let raw = net.get_bytes(&url, 16 << 20)?;
-    let text = std::str::from_utf8(&raw).context("InRelease is not UTF-8")?;
-    let (signed, good) = keyring
-        .verify_inrelease(text, pgp::types::Timestamp::now())
-        .with_context(|| format!("verifying {url}"))?;
-    for g in &good {
-        tracing::info!(key = %g.primary, signer = %g.signer, uid = %g.user_id, "good signature on InRelease");
-    }
-    let release = Release::parse(&signed)?;
-    if release.suite != decl.suite {
-        bail!(
-            "{url} is signed for suite {:?}, not {:?}: refusing a release for another suite",
-            release.suite,
-            decl.suite
-        );
-    }
-    Ok((raw, release))
-}
-
-/// `cargo xtask lock`: verify the suite, resolve every arch, return the new lock.
-pub fn resolve_lock(
-    decl: &Declaration,
-    old: Option<&Lock>,
-    cache: &Cache,
-    keyring: &Keyring,
-) -> anyhow::Result<Lock> {
-    let net = Net::new();
-    let (raw, release) = fetch_release(&net, decl, keyring)?;
-    if let Some(old) = old {
-        let (new_d, old_d) = (
-            lock::release_date_key(&release.date)?,
-            lock::release_date_key(&old.source.date),
-        );
-        if let Ok(old_d) = old_d {
-            if new_d < old_d && old.source.suite == decl.suite {
-                bail!(
-                    "the mirror's release is dated {} but the lock was made from {}: refusing to \
-                     go back in time (a stale mirror, or a replayed release)",
-                    release.date,
-                    old.source.date
-                );
-            }
-        }
-    }
-    let inrelease_sha = hash_hex(&raw);
-    cache.put(
-        &Wanted {
-            what: format!("InRelease of {}", decl.suite),
-            url_path: String::new(),
-            size: raw.len() as u64,
-            sha256: inrelease_sha.clone(),
-        },
-        &raw,
-    )?;
-    let mut index = BTreeMap::new();
-    let mut packages = Vec::new();
-    for arch in &decl.architectures {
-        let path = format!("{}/binary-{arch}/Packages.xz", decl.component);
-        let (size, sha256) = release.index(&path)?;
-        let url_path = if release.acquire_by_hash {
-            format!(
-                "dists/{}/{}/binary-{arch}/by-hash/SHA256/{sha256}",
-                decl.suite, decl.component
-            )
-        } else {
-            format!("dists/{}/{path}", decl.suite)
-        };
-        let w = Wanted {
-            what: format!("{path} of {}", decl.suite),
-            url_path,
-            size,
-            sha256: sha256.clone(),
-        };
-        cache.ensure(&net, decl.mirror(), std::slice::from_ref(&w), Mode::Online)?;
-        let text = packages_text(&cache.load(&w)?)?;
-        let idx = Index::parse(&text).with_context(|| format!("reading {path}"))?;
-        let closure = idx
-            .resolve(&decl.packages)
-            .with_context(|| format!("resolving {} for {arch}", decl.packages.join(", ")))?;
-        tracing::info!(arch, packages = closure.len(), "resolved");
-        for p in closure {
-            packages.push(Locked {
-                arch: arch.clone(),
-                name: p.name.clone(),
-                version: p.version.to_string(),
-                filename: p.filename.clone(),
-                size: p.size,
-                sha256: p.sha256.clone(),
-            });
-        }
-        index.insert(arch.clone(), IndexRef { path, size, sha256 });
-    }
-    packages.sort();
-    let mut declared = decl.packages.clone();
-    declared.sort();
-    let mut arches = decl.architectures.clone();
-    arches.sort();
-    let lock = Lock {
-        version: LOCK_VERSION,
-        source: Source {
-            suite: decl.suite.clone(),
-            mirror: decl.mirror().to_owned(),
-            component: decl.component.clone(),
-            date: release.date.clone(),
-            inrelease_sha256: inrelease_sha,
-            packages: declared,
-            architectures: arches,
-            index,
-        },
-        packages,
-    };
-    lock.validate()?;
-    Ok(lock)
 }
 
 /// Decompress a Packages.xz.
@@ -452,43 +399,4 @@ pub fn packages_text(xz: &[u8]) -> anyhow::Result<String> {
         .read_to_end(&mut out)
         .context("decompressing Packages.xz")?;
     String::from_utf8(out).context("Packages is not UTF-8")
-}
-
-fn hash_hex(bytes: &[u8]) -> String {
-    crate::image::hash::sha256(bytes)
-        .trim_start_matches("sha256:")
-        .to_owned()
-}
-
-/// The whole chain for a cached InRelease (tests and `lock --check --verify`): signature,
-/// then the index digests the lock recorded.
-pub fn verify_cached_release(
-    lock: &Lock,
-    cache: &Cache,
-    keyring: &Keyring,
-) -> anyhow::Result<Release> {
-    let s = &lock.source;
-    let w = Wanted {
-        what: format!("InRelease of {}", s.suite),
-        url_path: String::new(),
-        size: 0,
-        sha256: s.inrelease_sha256.clone(),
-    };
-    let raw = std::fs::read(cache.path(&w.sha256))
-        .with_context(|| format!("{} is not cached; run `cargo xtask lock`", w.what))?;
-    if hash_hex(&raw) != s.inrelease_sha256 {
-        bail!("the cached {} does not match the lock's sha256", w.what);
-    }
-    let (signed, _) = keyring.verify_inrelease(
-        std::str::from_utf8(&raw).context("InRelease is not UTF-8")?,
-        pgp::types::Timestamp::now(),
-    )?;
-    let release = Release::parse(&signed)?;
-    for (arch, i) in &s.index {
-        let (size, sha) = release.index(&i.path)?;
-        if size != i.size || sha != i.sha256 {
-            bail!("the lock's index for {arch} is not the one the signed release lists");
-        }
-    }
-    Ok(release)
 }

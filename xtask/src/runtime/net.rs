@@ -13,6 +13,37 @@ pub struct Net {
     agent: ureq::Agent,
 }
 
+/// The server answered 404: it does not have the file (Debian drops superseded versions),
+/// which is when the next mirror is worth asking. The HTTP client's own error types stay in
+/// this file, so callers (the mirror fallback in `cache.rs`) survive a change of client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotFound {
+    pub url: String,
+}
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} answered 404 Not Found", self.url)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+/// Is `e` (or what it wraps) a `NotFound`?
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<NotFound>().is_some())
+}
+
+fn get_error(url: &str, e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::StatusCode(404) => NotFound {
+            url: url.to_owned(),
+        }
+        .into(),
+        e => anyhow::Error::new(e).context(format!("downloading {url}")),
+    }
+}
+
 impl Default for Net {
     fn default() -> Self {
         Net::new()
@@ -37,11 +68,7 @@ impl Net {
 
     /// GET `url` into memory, refusing more than `limit` bytes.
     pub fn get_bytes(&self, url: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
-        let mut resp = self
-            .agent
-            .get(url)
-            .call()
-            .with_context(|| format!("downloading {url}"))?;
+        let mut resp = self.agent.get(url).call().map_err(|e| get_error(url, e))?;
         resp.body_mut()
             .with_config()
             .limit(limit)
@@ -58,11 +85,7 @@ impl Net {
         limit: u64,
         mut progress: impl FnMut(u64),
     ) -> anyhow::Result<u64> {
-        let resp = self
-            .agent
-            .get(url)
-            .call()
-            .with_context(|| format!("downloading {url}"))?;
+        let resp = self.agent.get(url).call().map_err(|e| get_error(url, e))?;
         let mut body = resp.into_body().into_reader().take(limit + 1);
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;

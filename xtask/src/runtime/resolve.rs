@@ -9,7 +9,9 @@
 //!   provider apt would pick: Essential first, then by Priority (required < important <
 //!   standard < optional < extra), then by name — which gives `mawk` for `awk`;
 //! - `:any` and `:native` qualifiers are stripped (one architecture per image);
-//! - when a name appears more than once, the highest version that satisfies wins.
+//! - when a name appears more than once, the highest version that satisfies wins, whichever
+//!   suite lists it (apt with one `deb` line per suite, all at the default pin priority 500);
+//!   the same version in two suites is taken from the suite listed first.
 //!
 //! Conflicts/Breaks/Recommends are not followed: we only unpack data and run no maintainer
 //! scripts, so nothing is "installed" that could break.
@@ -33,6 +35,9 @@ pub struct Package {
     pub filename: String,
     pub size: u64,
     pub sha256: String,
+    /// The suite whose index listed it, and that suite's place in the declaration.
+    pub suite: String,
+    pub suite_rank: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,45 +153,31 @@ pub struct Index {
 }
 
 impl Index {
+    /// One Packages index, of a suite without a name.
     pub fn parse(text: &str) -> anyhow::Result<Index> {
+        Index::parse_suites(&[("", text)])
+    }
+
+    /// The Packages indexes of several suites (name, text), in declaration order, as one.
+    pub fn parse_suites(suites: &[(&str, &str)]) -> anyhow::Result<Index> {
         let mut packages = Vec::new();
-        for p in deb822::parse(text).context("parsing the Packages index")? {
-            let name = p.require("Package")?.to_owned();
-            let ctx = || format!("reading the index entry of {name}");
-            let mut depends = Vec::new();
-            for field in ["Pre-Depends", "Depends"] {
-                if let Some(v) = p.get(field) {
-                    depends.extend(parse_relations(v).with_context(ctx)?);
-                }
-            }
-            let provides = match p.get("Provides") {
-                None => Vec::new(),
-                Some(v) => parse_relations(v)
-                    .with_context(ctx)?
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
-                        let ver = match r.constraint {
-                            Some((Op::Eq, v)) => Some(v),
-                            _ => None,
-                        };
-                        (r.name, ver)
-                    })
-                    .collect(),
-            };
-            packages.push(Package {
-                version: Version::parse(p.require("Version")?).with_context(ctx)?,
-                arch: p.require("Architecture")?.to_owned(),
-                depends,
-                provides,
-                essential: p.get("Essential") == Some("yes"),
-                priority: p.get("Priority").unwrap_or("optional").to_owned(),
-                filename: p.require("Filename")?.to_owned(),
-                size: p.require("Size")?.parse().with_context(ctx)?,
-                sha256: p.require("SHA256")?.to_owned(),
-                name,
-            });
+        for (rank, (suite, text)) in suites.iter().enumerate() {
+            parse_into(&mut packages, suite, rank, text)
+                .with_context(|| format!("reading the Packages index of {suite}"))?;
         }
+        Ok(Index::of(packages))
+    }
+
+    /// Every entry for `name`.
+    pub fn named(&self, name: &str) -> impl Iterator<Item = &Package> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.packages[i])
+    }
+
+    fn of(packages: Vec<Package>) -> Index {
         let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut providers: BTreeMap<String, Vec<(usize, Option<Version>)>> = BTreeMap::new();
         for (i, p) in packages.iter().enumerate() {
@@ -198,11 +189,11 @@ impl Index {
                     .push((i, ver.clone()));
             }
         }
-        Ok(Index {
+        Index {
             packages,
             by_name,
             providers,
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -220,7 +211,12 @@ impl Index {
             .iter()
             .copied()
             .filter(|&i| satisfies(&self.packages[i].version, r))
-            .max_by(|&a, &b| self.packages[a].version.cmp(&self.packages[b].version))
+            .max_by(|&a, &b| {
+                let (pa, pb) = (&self.packages[a], &self.packages[b]);
+                pa.version
+                    .cmp(&pb.version)
+                    .then_with(|| pb.suite_rank.cmp(&pa.suite_rank))
+            })
     }
 
     /// The provider of virtual `r.name` apt would pick (see the module doc).
@@ -242,6 +238,7 @@ impl Index {
                     .then_with(|| priority_rank(&pa.priority).cmp(&priority_rank(&pb.priority)))
                     .then_with(|| pa.name.cmp(&pb.name))
                     .then_with(|| pb.version.cmp(&pa.version))
+                    .then_with(|| pa.suite_rank.cmp(&pb.suite_rank))
             })
     }
 
@@ -312,6 +309,54 @@ impl Index {
             })
         })
     }
+}
+
+fn parse_into(
+    packages: &mut Vec<Package>,
+    suite: &str,
+    rank: usize,
+    text: &str,
+) -> anyhow::Result<()> {
+    for p in deb822::parse(text).context("parsing the Packages index")? {
+        let name = p.require("Package")?.to_owned();
+        let ctx = || format!("reading the index entry of {name}");
+        let mut depends = Vec::new();
+        for field in ["Pre-Depends", "Depends"] {
+            if let Some(v) = p.get(field) {
+                depends.extend(parse_relations(v).with_context(ctx)?);
+            }
+        }
+        let provides = match p.get("Provides") {
+            None => Vec::new(),
+            Some(v) => parse_relations(v)
+                .with_context(ctx)?
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let ver = match r.constraint {
+                        Some((Op::Eq, v)) => Some(v),
+                        _ => None,
+                    };
+                    (r.name, ver)
+                })
+                .collect(),
+        };
+        packages.push(Package {
+            version: Version::parse(p.require("Version")?).with_context(ctx)?,
+            arch: p.require("Architecture")?.to_owned(),
+            depends,
+            provides,
+            essential: p.get("Essential") == Some("yes"),
+            priority: p.get("Priority").unwrap_or("optional").to_owned(),
+            filename: p.require("Filename")?.to_owned(),
+            size: p.require("Size")?.parse().with_context(ctx)?,
+            sha256: p.require("SHA256")?.to_owned(),
+            suite: suite.to_owned(),
+            suite_rank: rank,
+            name,
+        });
+    }
+    Ok(())
 }
 
 fn satisfies(v: &Version, r: &Relation) -> bool {
@@ -422,5 +467,40 @@ mod tests {
             .collect();
         assert_eq!(names, ["top", "z-sh"]);
         assert!(idx.resolve(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn the_highest_version_in_any_suite_wins_and_ties_go_to_the_first() {
+        let main = [
+            stanza("top", "1", "Depends: libc (>= 2), tie\n"),
+            stanza("libc", "2.36-9+deb12u10", ""),
+            stanza("tie", "1", ""),
+            stanza("old", "2", ""),
+        ]
+        .concat();
+        let security = [
+            stanza("libc", "2.36-9+deb12u13", ""),
+            stanza("tie", "1", ""),
+            stanza("old", "1", ""),
+        ]
+        .concat();
+        let idx =
+            Index::parse_suites(&[("bookworm", &main), ("bookworm-security", &security)]).unwrap();
+        let got: Vec<String> = idx
+            .resolve(&["top".into(), "old".into()])
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}={} ({})", p.name, p.version, p.suite))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "libc=2.36-9+deb12u13 (bookworm-security)",
+                "old=2 (bookworm)",
+                "tie=1 (bookworm)",
+                "top=1 (bookworm)"
+            ]
+        );
+        assert_eq!(idx.named("libc").count(), 2);
     }
 }

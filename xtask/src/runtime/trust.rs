@@ -296,8 +296,10 @@ mod tests {
             f,
             [
                 // debian-archive-keyring 2023.3+deb12u2: bookworm stable, trixie automatic,
-                // bookworm automatic (gpg --list-keys shows the same).
+                // bookworm automatic, bookworm security automatic (gpg --list-keys shows the
+                // same).
                 "04B54C3CDCA79751B16BC6B5225629DF75B188BD",
+                "05AB90340C0C5E797F44A8C8254CF3B5AEC0A8F0",
                 "4D64FEC119C2029067D6E791F8D2585B8783D481",
                 "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8",
             ]

@@ -1,19 +1,25 @@
 //! The unpacked-package cache: a package's data entries, decompressed from its `.deb` once and
 //! pruned, kept as a plain tar beside the download cache (`<cache>/unpacked/<key>.tar`), keyed
-//! by the `.deb`'s sha256, the prune and keep rules, the `tar` crate version and
-//! `FORMAT_VERSION`. A cold runtime layer then decodes no xz at all after the first build.
+//! by the `.deb`'s sha256, the prune and keep rules, the per-package unpacking limit, the
+//! setuid/setgid rule, the `tar` crate version and `FORMAT_VERSION`. A cold runtime layer then
+//! decodes no xz at all after the first build.
 //!
-//! Each tar has a sidecar `<key>.json` holding its `Stamp` and follows the one validation rule
+//! Each tar has a sidecar `<key>.json` holding its `Stamp`, the size the package's data.tar
+//! unpacked to and the setuid/setgid bits cleared, and follows the one validation rule
 //! (stamp.rs); a corrupt entry is removed and the package unpacked from its `.deb` again. Read
-//! back, the tar goes through `deb::entries`, the same checks a `.deb` gets, and gives the same
-//! entries in the same order (tests in this file and tests/runtime.rs).
+//! back, the tar goes through `deb::entries`, the same checks a `.deb` gets (setuid/setgid
+//! cleared again), and gives the same entries in the same order (tests in this file and
+//! tests/runtime.rs). No entry bypasses the limits (limits.rs): one made under another
+//! per-package limit has another key, and a hit is charged its recorded unpacked size against
+//! both limits, as a fresh unpack would be.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest as _, Sha256};
 
-use super::deb::{self, Entry, Prune};
+use super::deb::{self, Contents, Entry, Prune};
+use super::limits::Limits;
 use crate::atomic::{self, AtomicFile};
 use crate::image::hash::HashWriter;
 use crate::image::json;
@@ -22,13 +28,22 @@ use crate::locked;
 use crate::stamp::{self, Stamp};
 
 /// Bump when the tar written here or what it holds for the same inputs changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: setuid/setgid cleared, the unpacked size and the cleared bits recorded (issue 14).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// What happens to setuid/setgid bits, in words (in the key: entries unpacked under another
+/// rule are never served).
+const SETID_RULE: &str = "setuid/setgid cleared (deb.rs SUID_SGID)";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Sidecar {
     format: u32,
     package: String,
     deb_sha256: String,
+    /// What the package's data.tar unpacked to, charged to the limits on every hit.
+    unpacked: u64,
+    /// The setuid/setgid bits cleared, by path (listed again at `--verbose` on a hit).
+    cleared: std::collections::BTreeMap<String, u32>,
     tar: Stamp,
 }
 
@@ -51,7 +66,7 @@ impl Unpacked {
     }
 
     /// The key of a package's unpacked entries.
-    pub fn key(deb_sha256: &str, prune: &Prune) -> String {
+    pub fn key(deb_sha256: &str, prune: &Prune, limits: &Limits) -> String {
         let mut h = Sha256::new();
         let (prune, keep) = prune.patterns();
         let mut field = |b: &[u8]| {
@@ -60,6 +75,8 @@ impl Unpacked {
         };
         field(&FORMAT_VERSION.to_be_bytes());
         field(locked::TAR.as_bytes());
+        field(SETID_RULE.as_bytes());
+        field(&limits.package_unpacked_mib.to_be_bytes());
         field(deb_sha256.as_bytes());
         for p in prune {
             field(b"prune");
@@ -113,15 +130,24 @@ impl Unpacked {
         }
     }
 
-    /// The entries of `package` under `key`, if cached and intact.
-    pub fn get(&self, key: &str, package: &str) -> Option<Vec<Entry>> {
+    /// The contents of `package` under `key`, if cached and intact.
+    pub fn get(&self, key: &str, package: &str) -> Option<Contents> {
         if !self.verify(key) {
             return None;
         }
-        let (tar, _) = self.paths(key);
+        let (tar, side) = self.paths(key);
+        let s: Sidecar = serde_json::from_slice(&std::fs::read(side).ok()?).ok()?;
         let bytes = std::fs::read(&tar).ok()?;
         match deb::entries(package, &bytes, &Prune::default()) {
-            Ok(entries) => Some(entries),
+            Ok(mut entries) => {
+                for e in &mut entries {
+                    e.cleared |= s.cleared.get(&e.path).copied().unwrap_or(0);
+                }
+                Some(Contents {
+                    entries,
+                    unpacked: s.unpacked,
+                })
+            }
             Err(e) => {
                 tracing::warn!("the unpacked {package} cannot be read ({e:#}); unpacking again");
                 None
@@ -129,23 +155,33 @@ impl Unpacked {
         }
     }
 
-    /// Record `entries` of `package` (from the .deb with `deb_sha256`) under `key`.
+    /// Record the `contents` of `package` (from the .deb with `deb_sha256`) under `key`.
     pub fn put(
         &self,
         key: &str,
         package: &str,
         deb_sha256: &str,
-        entries: &[Entry],
+        contents: &Contents,
     ) -> anyhow::Result<()> {
         let (tar_path, side) = self.paths(key);
-        let out = write_tar(HashWriter::new(AtomicFile::create(&tar_path)?), entries)
-            .with_context(|| format!("writing the unpacked {package}"))?;
+        let out = write_tar(
+            HashWriter::new(AtomicFile::create(&tar_path)?),
+            &contents.entries,
+        )
+        .with_context(|| format!("writing the unpacked {package}"))?;
         let (file, digest, _) = out.finish();
         file.commit()?;
         let s = Sidecar {
             format: FORMAT_VERSION,
             package: package.to_owned(),
             deb_sha256: deb_sha256.to_owned(),
+            unpacked: contents.unpacked,
+            cleared: contents
+                .entries
+                .iter()
+                .filter(|e| e.cleared != 0)
+                .map(|e| (e.path.clone(), e.cleared))
+                .collect(),
             tar: Stamp::of_written(&tar_path, &digest)?,
         };
         atomic::write(&side, &json::to_canonical(&s))
@@ -177,21 +213,33 @@ mod tests {
                 mode,
                 data: Data::Bytes(Arc::from(bytes)),
             },
+            cleared: 0,
+        }
+    }
+
+    fn entry(path: &str, node: Node) -> Entry {
+        Entry {
+            path: path.into(),
+            node,
+            cleared: 0,
         }
     }
 
     fn show(entries: &[Entry]) -> Vec<String> {
         entries
             .iter()
-            .map(|e| match &e.node {
-                Node::Dir { mode } => format!("{} dir {mode:o}", e.path),
-                Node::File {
-                    mode,
-                    data: Data::Bytes(b),
-                } => format!("{} file {mode:o} {b:?}", e.path),
-                Node::File { .. } => unreachable!(),
-                Node::Symlink { target } => format!("{} -> {target}", e.path),
-                Node::Hardlink { target } => format!("{} => {target}", e.path),
+            .map(|e| {
+                let node = match &e.node {
+                    Node::Dir { mode } => format!("dir {mode:o}"),
+                    Node::File {
+                        mode,
+                        data: Data::Bytes(b),
+                    } => format!("file {mode:o} {b:?}"),
+                    Node::File { .. } => unreachable!(),
+                    Node::Symlink { target } => format!("-> {target}"),
+                    Node::Hardlink { target } => format!("=> {target}"),
+                };
+                format!("{} {node} (cleared {:o})", e.path, e.cleared)
             })
             .collect()
     }
@@ -199,40 +247,53 @@ mod tests {
     #[test]
     fn round_trips_every_kind_of_entry_in_order_and_refuses_corruption() {
         let long = format!("usr/share/{}/x", "d".repeat(120));
+        // As deb::read gives them: the setuid bit of usr/b already cleared, and recorded.
         let entries = vec![
+            entry("usr", Node::Dir { mode: 0o755 }),
             Entry {
-                path: "usr".into(),
-                node: Node::Dir { mode: 0o755 },
+                cleared: 0o4000,
+                ..file("usr/b", 0o755, b"setuid")
             },
-            file("usr/b", 0o4755, b"setuid"),
             file("usr/a", 0o644, b""),
-            Entry {
-                path: "usr/sh".into(),
-                node: Node::Symlink {
+            entry(
+                "usr/sh",
+                Node::Symlink {
                     target: format!("../{}", "t".repeat(150)),
                 },
-            },
-            Entry {
-                path: "usr/b2".into(),
-                node: Node::Hardlink {
+            ),
+            entry(
+                "usr/b2",
+                Node::Hardlink {
                     target: "usr/b".into(),
                 },
-            },
+            ),
             file(&long, 0o600, b"long name"),
-            Entry {
-                path: "tmp".into(),
-                node: Node::Dir { mode: 0o1777 },
-            },
+            entry("tmp", Node::Dir { mode: 0o1777 }),
         ];
+        let contents = Contents {
+            entries,
+            unpacked: 12345,
+        };
         let d = tempfile::tempdir().unwrap();
         let u = Unpacked::open(d.path()).unwrap();
-        let key = Unpacked::key("ab", &Prune::default());
+        let limits = Limits::default();
+        let key = Unpacked::key("ab", &Prune::default(), &limits);
         assert!(u.get(&key, "p").is_none());
-        u.put(&key, "p", "ab", &entries).unwrap();
-        assert_eq!(show(&u.get(&key, "p").unwrap()), show(&entries));
-        // Other prune rules, another key.
+        u.put(&key, "p", "ab", &contents).unwrap();
+        let got = u.get(&key, "p").unwrap();
+        assert_eq!(show(&got.entries), show(&contents.entries));
+        assert_eq!(
+            got.unpacked, 12345,
+            "the size charged to the limits on a hit"
+        );
+        // Other prune rules or another per-package limit, another key.
         let other = Prune::new(&["usr/share".into()], &[]).unwrap();
-        assert_ne!(Unpacked::key("ab", &other), key);
+        assert_ne!(Unpacked::key("ab", &other, &limits), key);
+        let lower = Limits {
+            package_unpacked_mib: 1,
+            ..limits
+        };
+        assert_ne!(Unpacked::key("ab", &Prune::default(), &lower), key);
         // A flipped byte: noticed (the mtime moved), removed, a miss.
         let tar = d.path().join(format!("{key}.tar"));
         let mut bytes = std::fs::read(&tar).unwrap();
@@ -241,5 +302,15 @@ mod tests {
         std::fs::write(&tar, &bytes).unwrap();
         assert!(u.get(&key, "p").is_none());
         assert!(!tar.exists());
+        // A tar that still carries a setuid bit (planted, or written under another rule) is
+        // cleared on the way back, as a .deb's would be.
+        let planted = Contents {
+            entries: vec![file("usr/s", 0o4755, b"x")],
+            unpacked: 1,
+        };
+        let key = Unpacked::key("cd", &Prune::default(), &limits);
+        u.put(&key, "q", "cd", &planted).unwrap();
+        let got = u.get(&key, "q").unwrap();
+        assert_eq!(show(&got.entries), ["usr/s file 755 [120] (cleared 4000)"]);
     }
 }

@@ -1,5 +1,5 @@
-//! Fixture `.deb`s built in Rust (ar + tar, like dpkg-deb), and a tiny HTTP mirror on
-//! 127.0.0.1 that serves them.
+//! Fixture `.deb`s built in Rust (ar + tar, like dpkg-deb), their Packages index, and a tiny
+//! HTTP mirror on 127.0.0.1 that serves them.
 #![allow(dead_code)]
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +16,8 @@ pub enum E<'a> {
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
     CharDev(&'a str),
+    /// A regular file whose header declares `declared` bytes but carries `data`.
+    Lying(&'a str, u64, &'a [u8]),
 }
 
 pub enum Comp {
@@ -68,6 +70,14 @@ pub fn data_tar(entries: &[E<'_>]) -> Vec<u8> {
                 h.set_cksum();
                 b.append(&h, std::io::empty()).unwrap();
             }
+            E::Lying(p, declared, data) => {
+                // Written by hand: tar::Builder would (rightly) refuse a short body.
+                let mut h = header(p, tar::EntryType::Regular, 0o644, *declared);
+                h.set_cksum();
+                let out = b.get_mut();
+                out.extend_from_slice(h.as_bytes());
+                out.extend_from_slice(data);
+            }
         }
     }
     b.into_inner().unwrap()
@@ -75,11 +85,15 @@ pub fn data_tar(entries: &[E<'_>]) -> Vec<u8> {
 
 /// A `.deb`: debian-binary, control.tar.gz, data.tar.{gz,xz,zst}.
 pub fn deb(name: &str, entries: &[E<'_>], comp: Comp) -> Vec<u8> {
-    let data = data_tar(entries);
+    deb_of(name, &data_tar(entries), comp)
+}
+
+/// A `.deb` around an already built (or hand-made) `data.tar`.
+pub fn deb_of(name: &str, data: &[u8], comp: Comp) -> Vec<u8> {
     let (member, bytes) = match comp {
         Comp::Gz => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            gz.write_all(&data).unwrap();
+            gz.write_all(data).unwrap();
             ("data.tar.gz", gz.finish().unwrap())
         }
         Comp::Xz => {
@@ -89,32 +103,21 @@ pub fn deb(name: &str, entries: &[E<'_>], comp: Comp) -> Vec<u8> {
         }
         Comp::Zst => (
             "data.tar.zst",
-            ruzstd::encoding::compress_to_vec(
-                &data[..],
-                ruzstd::encoding::CompressionLevel::Fastest,
-            ),
+            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest),
         ),
     };
     let control = format!("Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\n");
-    let ctar = {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(control.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "./control", control.as_bytes())
-            .unwrap();
-        let t = b.into_inner().unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        gz.write_all(&t).unwrap();
-        gz.finish().unwrap()
-    };
-    let mut ar = ar::Builder::new(Vec::new());
-    for (n, b) in [
+    ar_deb(&[
         ("debian-binary", b"2.0\n".to_vec()),
-        ("control.tar.gz", ctar),
+        ("control.tar.gz", control_tar(&control)),
         (member, bytes),
-    ] {
+    ])
+}
+
+/// An ar archive of `members`, as dpkg-deb writes a .deb.
+pub fn ar_deb(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut ar = ar::Builder::new(Vec::new());
+    for (n, b) in members {
         ar.append(
             &ar::Header::new(n.as_bytes().to_vec(), b.len() as u64),
             &b[..],
@@ -122,6 +125,36 @@ pub fn deb(name: &str, entries: &[E<'_>], comp: Comp) -> Vec<u8> {
         .unwrap();
     }
     ar.into_inner().unwrap()
+}
+
+fn control_tar(control: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(control.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "./control", control.as_bytes())
+        .unwrap();
+    let t = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    gz.write_all(&t).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The Packages stanza of a fixture `.deb` (what Debian's index says about it).
+pub fn stanza(name: &str, version: &str, filename: &str, bytes: &[u8]) -> String {
+    format!(
+        "Package: {name}\nVersion: {version}\nArchitecture: amd64\nPriority: optional\n\
+         Filename: {filename}\nSize: {}\nSHA256: {}\n\n",
+        bytes.len(),
+        sha256_hex(bytes)
+    )
+}
+
+pub fn xz(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lzma_rs::xz_compress(&mut &bytes[..], &mut out).unwrap();
+    out
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
@@ -136,9 +169,16 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// A mirror at `http://127.0.0.1:<port>/debian`.
     pub fn start() -> Mirror {
+        Mirror::start_at("debian")
+    }
+
+    /// A mirror at `http://127.0.0.1:<port>/<prefix>`; `files` and `hits` are relative to it.
+    pub fn start_at(prefix: &str) -> Mirror {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/debian", listener.local_addr().unwrap());
+        let url = format!("http://{}/{prefix}", listener.local_addr().unwrap());
+        let strip = format!("/{prefix}/");
         let files: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
         let hits: Arc<Mutex<Vec<String>>> = Arc::default();
         let (f, h) = (files.clone(), hits.clone());
@@ -159,7 +199,7 @@ impl Mirror {
                     }
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let path = path.trim_start_matches("/debian/").to_owned();
+                let path = path.strip_prefix(&strip).unwrap_or(&path).to_owned();
                 h.lock().unwrap().push(path.clone());
                 let body = f.lock().unwrap().get(&path).cloned();
                 let _ = match body {
@@ -206,5 +246,67 @@ pub fn workspace_files(dir: &std::path::Path, crate_version: &str, config_yaml: 
         ),
     );
     write("fluxion/src/main.rs", "fn main() {}\n");
+    // As a real checkout has it: the build and the SBOM's cargo calls run `--locked`.
+    write(
+        "Cargo.lock",
+        &format!(
+            "# This file is automatically @generated by Cargo.\n# It is not intended for manual \
+             editing.\nversion = 4\n\n[[package]]\nname = \"fluxion\"\nversion = \"{crate_version}\"\n"
+        ),
+    );
     write("addon/config.yaml", config_yaml);
+}
+
+/// A throwaway archive signing key (Ed25519, signing through a subkey as Debian's keys do),
+/// for fixture suites whose InRelease a real `Runtime::load` verifies (a scratch workspace's
+/// `xtask/keys/` then holds `public_armored`). No expiry: valid at any release date after it
+/// was made (the signature may not predate the key; the release's `Date` may).
+pub struct ArchiveKey(pgp::composed::SignedSecretKey);
+
+impl ArchiveKey {
+    pub fn generate() -> ArchiveKey {
+        use pgp::composed::{EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+        let mut sub = SubkeyParamsBuilder::default();
+        sub.key_type(KeyType::Ed25519Legacy)
+            .can_sign(true)
+            .can_encrypt(EncryptionCaps::None)
+            .can_authenticate(false);
+        let mut p = SecretKeyParamsBuilder::default();
+        p.key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(false)
+            .can_encrypt(EncryptionCaps::None)
+            .primary_user_id("Fixture Archive Key <fixture@example.invalid>".into())
+            .subkeys(vec![sub.build().unwrap()]);
+        ArchiveKey(p.build().unwrap().generate(rand::thread_rng()).unwrap())
+    }
+
+    /// The public key, ASCII-armored (`xtask/keys/<name>.asc`).
+    pub fn public_armored(&self) -> String {
+        self.0
+            .to_public_key()
+            .to_armored_string(Default::default())
+            .unwrap()
+    }
+
+    /// The signed InRelease of `suite`, dated `date`, listing `indexes` (each a path below
+    /// `dists/<suite>/` and its bytes) by size and sha256.
+    pub fn inrelease(&self, suite: &str, date: &str, indexes: &[(String, Vec<u8>)]) -> String {
+        let mut text = format!(
+            "Origin: Fixture\nLabel: Fixture\nSuite: {suite}\nCodename: {suite}\nDate: {date}\n\
+             Components: main\nSHA256:\n"
+        );
+        for (path, bytes) in indexes {
+            text += &format!(" {} {} {path}\n", sha256_hex(bytes), bytes.len());
+        }
+        pgp::composed::CleartextSignedMessage::sign(
+            rand::thread_rng(),
+            &text,
+            &self.0.secret_subkeys[0].key,
+            &pgp::types::Password::empty(),
+        )
+        .unwrap()
+        .to_armored_string(Default::default())
+        .unwrap()
+    }
 }

@@ -144,6 +144,7 @@ pub fn publish(images_dir: &Path, variant: &str) -> (MultiBuilt, BTreeMap<Arch, 
         multi: Some(multi.clone()),
         epoch: EPOCH,
         version: addon.version.clone(),
+        sboms: Vec::new(),
     };
     let dir = images_dir.to_owned();
     let singles = PerArchLayouts { dir: dir.clone() }
@@ -657,4 +658,66 @@ pub fn manifest_digest(addr: &str, repo: &str, reference: &str) -> String {
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// One HTTP/1.1 request as a minimal fake registry sees it.
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub auth: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// (tests/push.rs, tests/sbom.rs: stand-ins for registries docker-registry cannot play.)
+pub fn read_request(stream: &std::net::TcpStream) -> Option<Req> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let (mut len, mut auth) = (0usize, None);
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).unwrap();
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap();
+        match k.to_ascii_lowercase().as_str() {
+            "content-length" => len = v.trim().parse().unwrap(),
+            "authorization" => auth = Some(v.trim().to_owned()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    let mut p = line.split(' ');
+    Some(Req {
+        method: p.next()?.to_owned(),
+        path: p.next()?.to_owned(),
+        auth,
+        body,
+    })
+}
+
+/// Answer one request of a stand-in registry (`connection: close`, one response per stream).
+pub fn write_response(
+    stream: &mut std::net::TcpStream,
+    status: &str,
+    headers: &[String],
+    body: &str,
+) {
+    use std::io::Write;
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        resp.push_str(h);
+        resp.push_str("\r\n");
+    }
+    resp.push_str("\r\n");
+    resp.push_str(body);
+    stream.write_all(resp.as_bytes()).unwrap();
 }

@@ -566,6 +566,33 @@ impl Repo {
     }
 }
 
+/// What a GET answered: its status and body.
+pub struct Got {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Repo {
+    /// GET /v2/<name>/<path> accepting `accept` (a manifest by tag, the referrers API): the
+    /// status and body (at most 4 MiB), for the caller to judge (referrer.rs); 429/5xx are
+    /// retried like every request.
+    pub fn get(&mut self, path: &str, accept: &str) -> anyhow::Result<Got> {
+        let url = self.url(path);
+        let what = format!("GET {url}");
+        self.retrying(&what, |r| {
+            let mut resp = r.send(&Req::new(Method::GET, &url).header("accept", accept))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(4 << 20)
+                .read_to_vec()
+                .map_err(|e| Failure::Fatal(anyhow!("{what}: reading the answer: {e}")))?;
+            Ok(Got { status, body })
+        })
+    }
+}
+
 /// The tag PUT was answered with another digest than ours: the tag has moved to what the
 /// registry stored instead.
 fn moved_tag_message(

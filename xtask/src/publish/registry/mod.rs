@@ -9,7 +9,10 @@
 //! - `client`: the HTTP calls on one repository (HEAD/mount/upload blobs, PUT manifests and
 //!   tags, digest checks, one re-authentication on 401, retries);
 //! - `retry`: which failures are worth another try, and how long to wait;
-//! - `push`: the order of a push (blobs, manifests, index, tags last) and the publisher.
+//! - `push`: the order of a push (blobs, manifests, index, SBOM referrers, tags last) and the
+//!   publisher;
+//! - `referrer`: each image's SBOM attached as an OCI 1.1 referrer (the referrers API, or the
+//!   referrers tag schema where the registry has none).
 //!
 //! The HTTP client is ureq, the xtask's one (see xtask/Cargo.toml for why ureq).
 //! Why not the `oci-client` crate: we push *our* bytes — the canonical
@@ -22,11 +25,12 @@ pub mod client;
 pub mod docker_config;
 pub mod push;
 pub mod reference;
+pub mod referrer;
 pub mod retry;
 
 pub use auth::{credentials, credentials_in, parse_challenge, Challenge, Credentials, Env, Secret};
 pub use client::{Access, Repo, Sent};
 pub use docker_config::{docker_config_auth, DockerConfig};
-pub use push::{push, Registry, Report};
+pub use push::{push, push_with, Registry, Report};
 pub use reference::{check_tag, Reference};
 pub use retry::Retry;

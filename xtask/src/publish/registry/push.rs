@@ -1,5 +1,6 @@
 //! The push itself: every blob each repository lacks (a per-arch repository mounts them from
-//! the main one), then per-arch manifests by digest, then the index by digest, tags last — an
+//! the main one), then per-arch manifests by digest, then the index by digest, then each
+//! image's SBOM as its referrer, tags last — an
 //! interrupted push never leaves a tag pointing at something incomplete, and re-running it
 //! finishes the job; and the publisher that checks the Supervisor contract before it pushes.
 use std::cell::RefCell;
@@ -8,10 +9,12 @@ use anyhow::Context;
 
 use super::client::{Access, Repo, Sent};
 use super::reference::{check_tag, Reference};
+use super::referrer::{self, Attached};
 use crate::addon::AddonConfig;
 use crate::image::index::MultiArch;
 use crate::image::store::Blob;
 use crate::publish::{contract, Assembled, Format, Output, Publisher};
+use crate::sbom::Sbom;
 
 /// What a push did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +32,8 @@ pub struct Report {
     pub tags: Vec<(String, String)>,
     /// Every request retried, as logged.
     pub retries: Vec<String>,
+    /// Each image's SBOM, attached as a referrer of its manifest in each repository.
+    pub referrers: Vec<Attached>,
 }
 
 /// Push `multi` to `target` under `tags`, and with `per_arch` each image to
@@ -37,6 +42,20 @@ pub struct Report {
 pub fn push(
     target: &Reference,
     multi: &MultiArch,
+    tags: &[String],
+    per_arch: bool,
+    access: &Access,
+) -> anyhow::Result<Report> {
+    push_with(target, multi, &[], tags, per_arch, access)
+}
+
+/// `push`, with each of `sboms` attached as a referrer of its image's manifest in every
+/// repository holding that manifest (referrer.rs), after the index and before the tags: a tag
+/// never names an image whose SBOM is not findable yet.
+pub fn push_with(
+    target: &Reference,
+    multi: &MultiArch,
+    sboms: &[Sbom],
     tags: &[String],
     per_arch: bool,
     access: &Access,
@@ -53,7 +72,7 @@ pub fn push(
             arch_repos.push((image, Repo::connect(&r, access, Some(target))?));
         }
     }
-    let result = push_to(&mut main, &mut arch_repos, multi, tags, &mut report);
+    let result = push_to(&mut main, &mut arch_repos, multi, sboms, tags, &mut report);
     for repo in std::iter::once(&mut main).chain(arch_repos.iter_mut().map(|(_, r)| r)) {
         report.retries.append(&mut repo.retries);
     }
@@ -64,6 +83,7 @@ fn push_to(
     main: &mut Repo,
     arch_repos: &mut [(&crate::image::Image, Repo)],
     multi: &MultiArch,
+    sboms: &[Sbom],
     tags: &[String],
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -102,7 +122,16 @@ fn push_to(
     report
         .manifests
         .push(format!("{}@{}", main.reference, multi.index.digest));
-    // 4. tags, last.
+    // 4. the SBOMs, each a referrer of its image's manifest.
+    for sbom in sboms {
+        report.referrers.push(referrer::attach(main, sbom)?);
+        for (image, repo) in arch_repos.iter_mut() {
+            if image.arch == sbom.arch {
+                report.referrers.push(referrer::attach(repo, sbom)?);
+            }
+        }
+    }
+    // 5. tags, last.
     let mut tag_targets: Vec<(&mut Repo, &Blob)> = vec![(main, &multi.index)];
     for (image, repo) in arch_repos.iter_mut() {
         tag_targets.push((repo, &image.manifest));
@@ -207,12 +236,28 @@ impl Publisher for Registry {
         true
     }
 
+    fn needs_sbom(&self) -> bool {
+        true
+    }
+
     fn publish(&self, a: &Assembled) -> anyhow::Result<Vec<Output>> {
         let multi = a.multi("a registry push")?;
+        let sboms = multi
+            .images
+            .iter()
+            .map(|i| a.sbom(i.arch, "a registry push").cloned())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         contract::check(&self.addon, &self.fluxion_version, multi, &self.tags)
             .context("refusing to push: the images break the Home Assistant Supervisor contract")?;
-        let report = push(&self.target, multi, &self.tags, self.per_arch, &self.access)
-            .with_context(|| format!("pushing to {}", self.target))?;
+        let report = push_with(
+            &self.target,
+            multi,
+            &sboms,
+            &self.tags,
+            self.per_arch,
+            &self.access,
+        )
+        .with_context(|| format!("pushing to {}", self.target))?;
         let out = report
             .tags
             .iter()
