@@ -183,17 +183,100 @@ pub fn remap_flags(ws: &Workspace) -> Vec<String> {
     let rustup_home = std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".rustup"));
-    // rustc applies the remapping listed last first, so the most specific paths come last.
-    let mut pairs = vec![
-        (cargo_home, "/cargo"),
-        (rustup_home, "/rustup"),
-        (ws.root.clone(), "/fluxion"),
-    ];
-    if !ws.target_dir.starts_with(&ws.root) {
-        pairs.push((ws.target_dir.clone(), "/fluxion/target"));
-    }
-    pairs
+    remap_pairs(cargo_home, rustup_home, &ws.root, &ws.target_dir)
         .into_iter()
         .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
         .collect()
+}
+
+/// The remappings, least specific first. rustc applies the one listed last among those that
+/// match (rustc book, "--remap-path-prefix": "the last matching one wins"), so a directory
+/// inside another must come after it: GitLab jobs keep `CARGO_HOME` inside the checkout
+/// (`$CI_PROJECT_DIR/.cache/cargo`), and with the checkout's remapping last the registry's
+/// sources became `/fluxion/.cache/cargo/...` here but `/cargo/...` in a copy elsewhere, other
+/// bytes. The target dir maps to `/fluxion/target` wherever it is.
+fn remap_pairs(
+    cargo_home: PathBuf,
+    rustup_home: PathBuf,
+    root: &Path,
+    target_dir: &Path,
+) -> Vec<(PathBuf, &'static str)> {
+    let mut pairs = vec![
+        (root.to_owned(), "/fluxion"),
+        (target_dir.to_owned(), "/fluxion/target"),
+        (cargo_home, "/cargo"),
+        (rustup_home, "/rustup"),
+    ];
+    // Stable: of two equally deep paths the order above stays (they cannot both match one
+    // file unless they are the same directory).
+    pairs.sort_by_key(|(p, _)| p.components().count());
+    pairs
+}
+
+#[cfg(test)]
+mod remap_tests {
+    use super::remap_pairs;
+    use std::path::{Path, PathBuf};
+
+    /// What rustc does with the flags: the last matching prefix wins.
+    fn map(pairs: &[(PathBuf, &str)], file: &Path) -> String {
+        let (from, to) = pairs
+            .iter()
+            .rev()
+            .find(|(from, _)| file.starts_with(from))
+            .expect("some remapping matches");
+        format!("{to}/{}", file.strip_prefix(from).unwrap().display())
+    }
+
+    #[test]
+    fn a_cargo_home_inside_the_checkout_maps_as_it_does_outside() {
+        let src = "registry/src/index.crates.io-1/tokio-1.0/src/lib.rs";
+        let file = |home: &str| Path::new(home).join(src);
+        // The GitLab job: cargo home and target dir inside the checkout.
+        let job = remap_pairs(
+            "/builds/p/.cache/cargo".into(),
+            "/usr/local/rustup".into(),
+            Path::new("/builds/p"),
+            Path::new("/builds/p/target"),
+        );
+        // ci's copy of the checkout in another directory, same cargo home.
+        let copy = remap_pairs(
+            "/builds/p/.cache/cargo".into(),
+            "/usr/local/rustup".into(),
+            Path::new("/builds/p/target/repro/workspace"),
+            Path::new("/builds/p/target/repro/target"),
+        );
+        // A laptop: everything apart.
+        let laptop = remap_pairs(
+            "/home/u/.cargo".into(),
+            "/home/u/.rustup".into(),
+            Path::new("/home/u/src/fluxion"),
+            Path::new("/tmp/t"),
+        );
+        let want = format!("/cargo/{src}");
+        assert_eq!(map(&job, &file("/builds/p/.cache/cargo")), want);
+        assert_eq!(map(&copy, &file("/builds/p/.cache/cargo")), want);
+        assert_eq!(map(&laptop, &file("/home/u/.cargo")), want);
+        let main = "fluxion/src/main.rs";
+        assert_eq!(
+            map(&job, &Path::new("/builds/p").join(main)),
+            format!("/fluxion/{main}")
+        );
+        assert_eq!(
+            map(
+                &copy,
+                &Path::new("/builds/p/target/repro/workspace").join(main)
+            ),
+            format!("/fluxion/{main}")
+        );
+        let out = "release/build/x/out/gen.rs";
+        assert_eq!(
+            map(&copy, &Path::new("/builds/p/target/repro/target").join(out)),
+            format!("/fluxion/target/{out}")
+        );
+        assert_eq!(
+            map(&laptop, &Path::new("/tmp/t").join(out)),
+            format!("/fluxion/target/{out}")
+        );
+    }
 }
