@@ -30,9 +30,13 @@ fn chromium() -> Option<PathBuf> {
                  install it with .ci/install-tools (apt-get install chromium)"
             );
         }
-        eprintln!(
-            "SKIP: chromium is not on PATH (apt-get install chromium); this fails under \
-             FLUXION_REQUIRE_TOOLS=1"
+        // To the stderr handle, not eprintln!: libtest captures that for a passing test, and
+        // the reason would be missing from the job log.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIP browser tests: chromium is not on PATH (apt-get install chromium); this \
+             fails under FLUXION_REQUIRE_TOOLS=1"
         );
     }
     found

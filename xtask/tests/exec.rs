@@ -298,7 +298,7 @@ fn apparmor_loadable() -> Result<(), String> {
 fn the_apparmor_profile_confines_the_shell_in_docker_where_the_kernel_allows() {
     if let Err(why) = apparmor_loadable() {
         // Not a missing tool: the kernel decides, so this skips even where tools are required.
-        eprintln!("SKIP: loading addon/apparmor.txt: {why}");
+        support::skip(&format!("loading addon/apparmor.txt: {why}"));
         return;
     }
     if !support::have("apparmor_parser") {

@@ -40,8 +40,20 @@ pub fn require(what: &str, present: bool) -> bool {
     if xtask::workspace::tools_required() {
         panic!("{what} is required under {switch}=1 (install it with .ci/install-tools)");
     }
-    eprintln!("SKIP: {what} is missing; skipping (this fails under {switch}=1)");
+    skip(&format!(
+        "{what} is missing; skipping (this fails under {switch}=1)"
+    ));
     false
+}
+
+/// Print why a test skips where the job log shows it: libtest captures `eprintln!` of a
+/// passing test (the reason would be lost), not writes to the stderr handle itself. Names the
+/// test (libtest runs each on a thread named after it).
+pub fn skip(why: &str) {
+    use std::io::Write as _;
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("?");
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {test}: {why}");
 }
 
 pub fn have(tool: &str) -> bool {
@@ -389,11 +401,11 @@ pub const REF_DIR_ENV: &str = "FLUXION_REF_DIR";
 /// taken from the workspace root.
 pub fn reference(rel: &str) -> Option<PathBuf> {
     let Some(dir) = std::env::var_os(REF_DIR_ENV).filter(|d| !d.is_empty()) else {
-        eprintln!(
-            "SKIP: {REF_DIR_ENV} is not set, so the cross-check against the reference {rel} \
+        skip(&format!(
+            "{REF_DIR_ENV} is not set, so the cross-check against the reference {rel} \
              is skipped (set it to the folder holding oci-image-spec/ and ha-addon-linter/; \
              .ci/run does)"
-        );
+        ));
         return None;
     };
     let path = workspace().join(dir).join(rel);
