@@ -20,17 +20,13 @@ impl flags::Image {
         warn_lint(sh, ws);
         let arches = self.arch.arches();
         let outputs = ImageOutputs::new(ws);
+        let publishers = outputs.publishers(arches.len() > 1);
         let built = pipeline::run(
             sh,
             ws,
-            &Options {
-                publishers: outputs.publishers(arches.len() > 1),
-                arches,
-                builder: self.build.builder.into(),
-                compression: self.compression,
-                downloads: self.build.downloads(),
-                epoch: Epoch::discover(sh)?,
-            },
+            &self
+                .build
+                .options(sh, arches, self.compression, publishers)?,
         )?;
         print_summary(ws, &built, self.json);
         print_multi_arch(ws, &built, self.json);

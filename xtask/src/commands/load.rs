@@ -1,9 +1,8 @@
 //! `cargo xtask load <arch>`: build one image and load it into docker, else podman.
 use xshell::Shell;
 
-use crate::epoch::Epoch;
 use crate::flags;
-use crate::pipeline::{self, ImageOutputs, Options};
+use crate::pipeline::{self, ImageOutputs};
 use crate::publish::daemon::Daemon;
 use crate::publish::Format;
 use crate::workspace::Workspace;
@@ -18,14 +17,12 @@ impl flags::Load {
         let built = pipeline::run(
             sh,
             ws,
-            &Options {
-                arches: vec![self.arch],
-                builder: self.build.builder.into(),
-                compression: Default::default(),
-                downloads: self.build.downloads(),
-                epoch: Epoch::discover(sh)?,
-                publishers: vec![&outputs.layouts, &daemon],
-            },
+            &self.build.options(
+                sh,
+                vec![self.arch],
+                Default::default(),
+                vec![&outputs.layouts, &daemon],
+            )?,
         )?;
         let id = built.images[0].id();
         for o in built.outputs.iter().filter(|o| o.format == Format::Daemon) {

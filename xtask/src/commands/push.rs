@@ -7,9 +7,8 @@ use xshell::Shell;
 
 use crate::addon::AddonConfig;
 use crate::arch::Arch;
-use crate::epoch::Epoch;
 use crate::flags;
-use crate::pipeline::{self, ImageOutputs, Options};
+use crate::pipeline::{self, ImageOutputs};
 use crate::publish::registry::referrer::Found;
 use crate::publish::registry::{self, Access, Registry};
 use crate::units::human;
@@ -78,14 +77,9 @@ impl flags::Push {
         pipeline::run(
             sh,
             ws,
-            &Options {
-                arches,
-                builder: self.build.builder.into(),
-                compression: Default::default(),
-                downloads: self.build.downloads(),
-                epoch: Epoch::discover(sh)?,
-                publishers,
-            },
+            &self
+                .build
+                .options(sh, arches, Default::default(), publishers)?,
         )?;
         let report = registry.report().expect("the registry publisher ran");
         let mounted = if self.per_arch_repos {

@@ -4,9 +4,8 @@ use std::path::Path;
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::epoch::Epoch;
 use crate::flags;
-use crate::pipeline::{self, ImageOutputs, Options};
+use crate::pipeline::{self, ImageOutputs};
 use crate::publish::Format;
 use crate::sbom::spdx::Document;
 use crate::units::human;
@@ -18,14 +17,12 @@ impl flags::Sbom {
         let built = pipeline::run(
             sh,
             ws,
-            &Options {
-                arches: vec![self.arch],
-                builder: self.build.builder.into(),
-                compression: Default::default(),
-                downloads: self.build.downloads(),
-                epoch: Epoch::discover(sh)?,
-                publishers: vec![&outputs.sboms],
-            },
+            &self.build.options(
+                sh,
+                vec![self.arch],
+                Default::default(),
+                vec![&outputs.sboms],
+            )?,
         )?;
         let o = built
             .output(Format::Spdx, Some(self.arch))
